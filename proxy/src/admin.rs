@@ -1,0 +1,111 @@
+//! The admin server (loopback: it can dump config) and the metrics server (for Prometheus and
+//! kubelet probes). One HTTP/1.1 server; the [`Scope`] decides which paths it answers.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    body::Incoming, header, server::conn::http1, service::service_fn, Request, Response, StatusCode,
+};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::telemetry::Metrics;
+
+/// Which endpoints a server exposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: `--admin`, loopback only by default.
+    Admin,
+    /// `/stats/prometheus` and `/healthz/ready` only: `--metrics`, reachable from the node.
+    Metrics,
+}
+
+/// What the admin endpoints read.
+pub struct AdminState {
+    pub metrics: Metrics,
+    /// Set once config is loaded, the listener bound and capture attached.
+    pub ready: AtomicBool,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    scope: Scope,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => { debug!(%err, "admin accept failed"); continue; }
+            },
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(respond(&state, scope, &request)) }
+            });
+            if let Err(err) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, %err, "admin connection failed");
+            }
+        });
+    }
+}
+
+fn respond(state: &AdminState, scope: Scope, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match (scope, request.uri().path()) {
+        (_, "/healthz/ready") => ready(state),
+        (_, "/stats/prometheus") | (Scope::Admin, "/metrics") => text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.encode(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn ready(state: &AdminState) -> Response<Full<Bytes>> {
+    if state.ready.load(Ordering::Acquire) {
+        text(StatusCode::OK, "text/plain", "LIVE\n".into())
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "PRE_INITIALIZING\n".into(),
+        )
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// Binds a server's address with a clear error (the usual cause: the port is taken).
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} server to {addr}"))
+}

@@ -1,0 +1,192 @@
+//! `strait run`: wires config, capture, the outbound listener and the admin servers together,
+//! and shuts them down in the order that keeps the node served (fail open first, then drain).
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use strait_common::{SockAddr, HEARTBEAT_INTERVAL_MS};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{error, info, warn};
+
+use crate::{
+    admin::{self, AdminState, Scope},
+    balance::RoundRobin,
+    capture::{self, ebpf::KernelCapture, OriginalDst},
+    config::{self, Model},
+    listener::Outbound,
+    telemetry::{kernel::KernelCollector, Metrics},
+};
+
+/// Everything `strait run` needs, resolved from the command line.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: Vec<PathBuf>,
+    pub outbound: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+    pub capture: capture::Mode,
+    pub cgroup: Option<PathBuf>,
+    pub ebpf_object: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+pub async fn run(options: RunOptions) -> Result<()> {
+    let config = config::watch(options.config.clone()).context("loading the config")?;
+    let model = config.models.clone();
+    // Listeners first: the kernel must never redirect to a port nobody listens on.
+    let outbound_listener = TcpListener::bind(options.outbound)
+        .await
+        .with_context(|| format!("binding the outbound listener to {}", options.outbound))?;
+    let admin_listener = admin::bind(options.admin, "admin").await?;
+    let metrics_listener = admin::bind(options.metrics, "metrics").await?;
+
+    let mut metrics = Metrics::new();
+    let (original_dst, kernel) = match options.capture {
+        capture::Mode::Ebpf => {
+            let kernel = attach_kernel(&options, &model.borrow())?;
+            metrics.register_collector(Box::new(KernelCollector::new(
+                kernel.counters(),
+                model.clone(),
+            )));
+            (OriginalDst::Kernel(kernel.orig_dst()), Some(kernel))
+        }
+        capture::Mode::Iptables => (OriginalDst::Iptables, None),
+        capture::Mode::None => (OriginalDst::None, None),
+    };
+
+    let shutdown = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let kernel_task =
+        kernel.map(|kernel| tokio::spawn(maintain_kernel(kernel, model.clone(), shutdown.clone())));
+
+    let outbound = Arc::new(Outbound {
+        model: model.clone(),
+        original_dst,
+        balancer: RoundRobin::default(),
+        metrics: metrics.tcp.clone(),
+        connect_timeout: options.connect_timeout,
+    });
+    let state = Arc::new(AdminState {
+        metrics,
+        ready: Default::default(),
+    });
+    tokio::spawn(admin::serve(
+        admin_listener,
+        state.clone(),
+        Scope::Admin,
+        shutdown.clone(),
+    ));
+    tokio::spawn(admin::serve(
+        metrics_listener,
+        state.clone(),
+        Scope::Metrics,
+        shutdown.clone(),
+    ));
+    tokio::spawn(outbound.serve(outbound_listener, shutdown.clone(), connections.clone()));
+    state.ready.store(true, Ordering::Release);
+    info!(outbound = %options.outbound, admin = %options.admin, capture = ?options.capture, "strait is ready");
+
+    let signal = shutdown_signal().await?;
+    info!(signal, "shutting down: capture off, draining connections");
+    shutdown.cancel();
+    if let Some(task) = kernel_task {
+        // Detached before draining, so new connects go straight to their destination.
+        let _ = task.await;
+    }
+    connections.close();
+    if tokio::time::timeout(options.drain_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = connections.len(),
+            "drain timeout: closing the remaining connections"
+        );
+    }
+    Ok(())
+}
+
+fn attach_kernel(options: &RunOptions, model: &Model) -> Result<KernelCapture> {
+    let cgroup = match &options.cgroup {
+        Some(dir) => dir.clone(),
+        None => capture::cgroup::default_root()?,
+    };
+    let object = capture::ebpf::object_bytes(options.ebpf_object.as_deref())?;
+    let kernel = KernelCapture::attach(
+        &object,
+        &cgroup,
+        redirect_target(options.outbound),
+        &captured(model),
+    )
+    .with_context(|| format!("attaching the capture programs to {}", cgroup.display()))?;
+    info!(cgroup = %cgroup.display(), services = model.captured_addrs().len(), "kernel capture attached");
+    Ok(kernel)
+}
+
+/// The address the kernel rewrites connects to. A wildcard listener is reached at loopback,
+/// which only works for clients in strait's own network namespace.
+fn redirect_target(outbound: SocketAddr) -> SocketAddr {
+    if !outbound.ip().is_unspecified() {
+        return outbound;
+    }
+    warn!(%outbound, "--outbound is a wildcard address: captured connections go to 127.0.0.1, which pods in other network namespaces cannot reach; pass the node address");
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), outbound.port())
+}
+
+fn captured(model: &Model) -> BTreeSet<SockAddr> {
+    model
+        .captured_addrs()
+        .into_iter()
+        .map(SockAddr::from)
+        .collect()
+}
+
+/// Keeps the kernel in step with strait: the heartbeat, and the Service map as the config
+/// changes. Returning drops the capture, which detaches the programs.
+async fn maintain_kernel(
+    mut kernel: KernelCapture,
+    mut model: watch::Receiver<Arc<Model>>,
+    shutdown: CancellationToken,
+) {
+    let mut heartbeat = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = heartbeat.tick() => {
+                if let Err(err) = kernel.heartbeat() {
+                    error!(err = format!("{err:#}"), "heartbeat failed");
+                }
+            }
+            changed = model.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let wanted = captured(&model.borrow_and_update());
+                match kernel.sync_services(&wanted) {
+                    Ok(stats) => info!(added = stats.added, removed = stats.removed, "kernel service map updated"),
+                    Err(err) => error!(err = format!("{err:#}"), "updating the kernel service map failed"),
+                }
+            }
+        }
+    }
+    drop(kernel);
+    info!("kernel capture detached");
+}
+
+async fn shutdown_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

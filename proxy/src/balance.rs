@@ -1,0 +1,64 @@
+//! Choosing an endpoint. Connection-level (L4) balancing is round robin per Service port; the
+//! cursor survives config reloads so a reload does not send the next connections to the same pod.
+
+use std::{collections::HashMap, sync::Mutex};
+
+/// Identifies a Service port across config generations.
+pub type BalanceKey = (String, u16);
+
+#[derive(Default)]
+pub struct RoundRobin {
+    cursors: Mutex<HashMap<BalanceKey, usize>>,
+}
+
+impl RoundRobin {
+    /// The order in which to try `len` endpoints for the next connection: a rotation starting at
+    /// the next endpoint in turn, so a failed connect falls over to the following one.
+    pub fn order(&self, key: &BalanceKey, len: usize) -> impl Iterator<Item = usize> {
+        let start = if len == 0 {
+            0
+        } else {
+            let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
+            let cursor = cursors.entry(key.clone()).or_default();
+            let start = *cursor % len;
+            *cursor = start + 1;
+            start
+        };
+        (0..len).map(move |i| (start + i) % len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_over_endpoints_and_falls_over_in_order() {
+        let rr = RoundRobin::default();
+        let key = ("greeter.default.svc.cluster.local".to_string(), 80);
+        let firsts: Vec<usize> = (0..6).map(|_| rr.order(&key, 3).next().unwrap()).collect();
+        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(rr.order(&key, 3).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(rr.order(&key, 3).collect::<Vec<_>>(), [1, 2, 0]);
+    }
+
+    #[test]
+    fn shrinking_endpoint_set_stays_in_range() {
+        let rr = RoundRobin::default();
+        let key = ("a".to_string(), 1);
+        for _ in 0..5 {
+            rr.order(&key, 5).next();
+        }
+        assert!(rr.order(&key, 2).all(|i| i < 2));
+        assert_eq!(rr.order(&key, 0).count(), 0);
+    }
+
+    #[test]
+    fn ports_are_balanced_independently() {
+        let rr = RoundRobin::default();
+        let (a, b) = (("s".to_string(), 1), ("s".to_string(), 2));
+        assert_eq!(rr.order(&a, 2).next(), Some(0));
+        assert_eq!(rr.order(&b, 2).next(), Some(0));
+        assert_eq!(rr.order(&a, 2).next(), Some(1));
+    }
+}

@@ -1,0 +1,247 @@
+//! Loads strait's kernel programs, attaches them to a cgroup, and owns the user side of their maps.
+//!
+//! Lifetime is fail-open by construction: the links live in the [`KernelCapture`] value, so they go
+//! when it is dropped or the process dies (the kernel closes the link fds), and while strait lives
+//! a heartbeat in the `PROXY` map tells the kernel it is still there (stale after 2 s: no rewrite).
+
+use std::{
+    collections::BTreeSet,
+    fs::File,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuHashMap},
+    programs::{CgroupAttachMode, CgroupSockAddr, SockOps},
+    Ebpf,
+};
+use strait_common::{
+    maps, programs, ConnTuple, Counters, ProxyConfig, ServiceFlags, SockAddr, PROXY_SOCKET_MARK,
+};
+
+/// The kernel object: `--ebpf-object PATH`, else the one embedded at build time.
+pub fn object_bytes(path: Option<&Path>) -> Result<Vec<u8>> {
+    if let Some(path) = path {
+        return std::fs::read(path)
+            .with_context(|| format!("reading eBPF object {}", path.display()));
+    }
+    embedded_object().map(<[u8]>::to_vec).ok_or_else(|| {
+        anyhow!(
+            "this strait was built without its eBPF object: run `cargo xtask build-ebpf` and \
+             rebuild, pass --ebpf-object PATH, or run with --no-ebpf"
+        )
+    })
+}
+
+#[cfg(strait_embedded_ebpf)]
+fn embedded_object() -> Option<&'static [u8]> {
+    // aya parses the ELF in place and needs it aligned.
+    Some(aya::include_bytes_aligned!(env!("STRAIT_EBPF_OBJECT")))
+}
+
+#[cfg(not(strait_embedded_ebpf))]
+fn embedded_object() -> Option<&'static [u8]> {
+    None
+}
+
+/// The attached programs and the maps strait writes and reads.
+pub struct KernelCapture {
+    /// Owns the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+    cgroup: PathBuf,
+    services: HashMap<MapData, SockAddr, ServiceFlags>,
+    /// What `services` holds, so a sync writes only the difference.
+    installed: BTreeSet<SockAddr>,
+    proxy: Array<MapData, ProxyConfig>,
+    proxy_config: ProxyConfig,
+    orig_dst: Arc<OrigDstTable>,
+    counters: Arc<KernelCounters>,
+}
+
+impl KernelCapture {
+    /// Loads the object, points the kernel at `outbound`, installs `services`, then attaches the
+    /// programs to `cgroup`: nothing is redirected before the maps are ready.
+    pub fn attach(
+        object: &[u8],
+        cgroup: &Path,
+        outbound: SocketAddr,
+        services: &BTreeSet<SockAddr>,
+    ) -> Result<Self> {
+        let mut ebpf = Ebpf::load(object).context("loading the eBPF object")?;
+        let mut capture = Self {
+            services: take_map(&mut ebpf, maps::SERVICES)?,
+            proxy: take_map(&mut ebpf, maps::PROXY)?,
+            orig_dst: Arc::new(OrigDstTable(take_map(&mut ebpf, maps::ORIG_DST_BY_TUPLE)?)),
+            counters: Arc::new(KernelCounters(take_map(&mut ebpf, maps::COUNTERS)?)),
+            installed: BTreeSet::new(),
+            proxy_config: ProxyConfig {
+                outbound: SockAddr::from(outbound),
+                mark: PROXY_SOCKET_MARK,
+                heartbeat_ns: 0,
+            },
+            cgroup: cgroup.to_path_buf(),
+            _ebpf: ebpf,
+        };
+        capture.heartbeat()?;
+        capture.sync_services(services)?;
+        capture.attach_programs()?;
+        Ok(capture)
+    }
+
+    fn attach_programs(&mut self) -> Result<()> {
+        let cgroup = File::open(&self.cgroup)
+            .with_context(|| format!("opening cgroup {}", self.cgroup.display()))?;
+        // `bpf_link` attachments are always multi (a CNI's programs keep running beside
+        // strait's); the kernel rejects any flag on them, so the mode must be the default.
+        let mode = CgroupAttachMode::Single;
+        for name in [
+            programs::CONNECT4,
+            programs::CONNECT6,
+            programs::GETPEERNAME4,
+            programs::GETPEERNAME6,
+        ] {
+            let program: &mut CgroupSockAddr = program(&mut self._ebpf, name)?;
+            program.load().with_context(|| format!("loading {name}"))?;
+            program
+                .attach(&cgroup, mode)
+                .with_context(|| format!("attaching {name} to {}", self.cgroup.display()))?;
+        }
+        let sockops: &mut SockOps = program(&mut self._ebpf, programs::SOCKOPS)?;
+        sockops.load().context("loading sockops")?;
+        sockops
+            .attach(&cgroup, mode)
+            .with_context(|| format!("attaching sockops to {}", self.cgroup.display()))?;
+        Ok(())
+    }
+
+    /// Tells the kernel strait is alive; call at least every `HEARTBEAT_INTERVAL_MS`.
+    pub fn heartbeat(&mut self) -> Result<()> {
+        self.proxy_config.heartbeat_ns = monotonic_ns();
+        self.proxy
+            .set(0, self.proxy_config, 0)
+            .context("writing the PROXY map")
+    }
+
+    /// Makes the kernel's Service map equal to `wanted`, touching only what changed.
+    pub fn sync_services(&mut self, wanted: &BTreeSet<SockAddr>) -> Result<SyncStats> {
+        let mut stats = SyncStats::default();
+        for gone in self
+            .installed
+            .difference(wanted)
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            self.services.remove(&gone).with_context(|| {
+                format!("removing {} from the SERVICES map", gone.socket_addr())
+            })?;
+            self.installed.remove(&gone);
+            stats.removed += 1;
+        }
+        for new in wanted
+            .difference(&self.installed)
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            self.services
+                .insert(new, 0, 0)
+                .with_context(|| format!("adding {} to the SERVICES map", new.socket_addr()))?;
+            self.installed.insert(new);
+            stats.added += 1;
+        }
+        Ok(stats)
+    }
+
+    pub fn orig_dst(&self) -> Arc<OrigDstTable> {
+        self.orig_dst.clone()
+    }
+
+    pub fn counters(&self) -> Arc<KernelCounters> {
+        self.counters.clone()
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub added: usize,
+    pub removed: usize,
+}
+
+fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no map {name}"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?;
+    program
+        .try_into()
+        .with_context(|| format!("program {name} has an unexpected type"))
+}
+
+/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Original destinations by 4-tuple, written by sockops when a captured client connects.
+pub struct OrigDstTable(HashMap<MapData, ConnTuple, SockAddr>);
+
+impl OrigDstTable {
+    /// The original destination of the connection from `peer` accepted at `local`. One syscall:
+    /// the kernel removes the entry when the connection closes (and the map is LRU).
+    pub fn lookup(&self, peer: SocketAddr, local: SocketAddr) -> Option<SocketAddr> {
+        let key = ConnTuple {
+            client: SockAddr::from(peer),
+            proxy: SockAddr::from(local),
+        };
+        Some(self.0.get(&key, 0).ok()?.socket_addr())
+    }
+}
+
+/// The kernel's per-Service counters.
+pub struct KernelCounters(PerCpuHashMap<MapData, SockAddr, Counters>);
+
+impl KernelCounters {
+    /// Per Service address, the counters summed over CPUs.
+    pub fn snapshot(&self) -> Vec<(SocketAddr, Counters)> {
+        self.0
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(addr, per_cpu)| (addr.socket_addr(), sum(per_cpu.iter())))
+            .collect()
+    }
+}
+
+fn sum<'a>(values: impl Iterator<Item = &'a Counters>) -> Counters {
+    values.fold(Counters::default(), |total, c| Counters {
+        opened: total.opened + c.opened,
+        closed: total.closed + c.closed,
+        sent_bytes: total.sent_bytes + c.sent_bytes,
+        received_bytes: total.received_bytes + c.received_bytes,
+    })
+}
+
+impl std::fmt::Debug for KernelCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelCounters")
+    }
+}

@@ -1,0 +1,78 @@
+//! Configuration: manifests from files, validated, resolved into the model the proxy serves.
+//!
+//! The path: files and directories ([`load`]) are split into YAML documents
+//! ([`documents`] says how they are numbered), each decoded into the resource its apiVersion and
+//! kind name ([`resources`]), checked ([`validate`]), and resolved into a [`Model`]: Services,
+//! their ports classified ([`crate::classify`]) and their endpoints. [`watch()`] follows the
+//! files and publishes a new model on every good change.
+//!
+//! Problems are [`Diagnostic`]s, one line each: `error|warning: FILE#DOC KIND/NAMESPACE/NAME:
+//! FIELD: message`.
+//! - An error drops its document, and only it (Kubernetes or Istio would refuse it): not YAML,
+//!   no apiVersion or kind, an apiVersion that does not serve the kind, a field of the wrong
+//!   type or out of range, a duplicate resource or cluster IP, conflicting ports.
+//! - A warning drops nothing: a field strait does not read (a typo, or Istio API strait does not
+//!   implement; standard Kubernetes fields with no bearing on routing pass silently), a kind
+//!   strait does not read, a route to a host no Service has, two VirtualServices for one host.
+//!
+//! Loading policy, the same at start and on reload except for one rule: a reload is rejected,
+//! and the last good model kept, when a path cannot be read or a document cannot be decoded
+//! (see [`watch()`]). Other errors drop their documents as at start, so a file with a known bad
+//! document (the seed's DestinationRule) still reloads.
+
+mod decode;
+mod diagnostics;
+pub mod documents;
+mod fields;
+mod files;
+mod hosts;
+mod kinds;
+mod load;
+mod model;
+pub mod precedence;
+mod read;
+pub mod resources;
+mod validate;
+mod watch;
+
+use std::{io::Write, path::PathBuf};
+
+pub use self::{
+    diagnostics::{Diagnostic, Severity, Source, Subject},
+    hosts::{canonical_host, fqdn, ServiceName, CLUSTER_DOMAIN},
+    kinds::Kind,
+    load::{load, load_str, LoadError, Loaded},
+    model::{Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
+    watch::{watch, ConfigWatch, ReloadStats, WatchError, DEBOUNCE},
+};
+
+/// `strait validate`: prints one line per problem to `out` and returns the exit code: 0 when
+/// clean or only warnings, 1 when any error (with `strict`, any warning too, printed as an
+/// error), 2 when a path cannot be read.
+pub fn validate_command(paths: &[PathBuf], strict: bool, out: &mut impl Write) -> i32 {
+    let loaded = match load(paths) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            // Nothing more useful can be said if even this write fails.
+            let _ = writeln!(out, "error: {err}");
+            return 2;
+        }
+    };
+    let printed = loaded.diagnostics.iter().try_for_each(|diagnostic| {
+        let diagnostic = if strict {
+            diagnostic.clone().escalated()
+        } else {
+            diagnostic.clone()
+        };
+        writeln!(out, "{diagnostic}")
+    });
+    match (printed, loaded.has_errors(strict)) {
+        // The verdict is the report; without it the run failed.
+        (Err(_), _) => 2,
+        (Ok(()), true) => 1,
+        (Ok(()), false) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,264 @@
+//! The resolved model the proxy serves: Services with their ports, each port classified and with
+//! its endpoints. Built once per accepted load, never changed after (share it in an `Arc`).
+
+mod endpoints;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+};
+
+pub use self::endpoints::EndpointSource;
+pub(crate) use self::endpoints::{selected, Workload};
+use super::{
+    hosts::{self, split_authority, Host, ServiceName},
+    resources::{self, PortProtocol, Resources, TargetPort},
+};
+use crate::classify::{classify, Classification};
+
+/// One address traffic for a Service port can go to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub source: EndpointSource,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServicePort {
+    pub port: u16,
+    pub name: Option<String>,
+    pub protocol: PortProtocol,
+    /// As written, or the port's own number when absent.
+    pub target_port: TargetPort,
+    pub classification: Classification,
+    /// Sorted, so two loads of the same files give the same order.
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub namespace: String,
+    /// Primary first; IPv4-mapped IPv6 written as IPv4. Empty: headless, unassigned or
+    /// ExternalName, reachable by name only and never captured.
+    pub cluster_ips: Vec<IpAddr>,
+    pub ports: Vec<ServicePort>,
+}
+
+impl Service {
+    pub fn fqdn(&self) -> String {
+        hosts::fqdn(&self.name, &self.namespace)
+    }
+
+    fn tcp_ports(&self) -> impl Iterator<Item = &ServicePort> {
+        self.ports
+            .iter()
+            .filter(|port| port.protocol == PortProtocol::Tcp)
+    }
+
+    fn build(service: &resources::Service, resources: &Resources) -> Self {
+        let workloads = selected(service, resources);
+        Self {
+            name: service.metadata.name.clone(),
+            namespace: service.metadata.namespace.clone(),
+            cluster_ips: service
+                .spec
+                .cluster_ips()
+                .into_iter()
+                .map(|ip| ip.to_canonical())
+                .collect(),
+            ports: service
+                .spec
+                .ports
+                .iter()
+                .map(|port| build_port(port, &workloads))
+                .collect(),
+        }
+    }
+}
+
+fn build_port(port: &resources::ServicePort, workloads: &[Workload<'_>]) -> ServicePort {
+    let mut endpoints: Vec<Endpoint> = workloads
+        .iter()
+        .filter_map(|workload| {
+            let addr = SocketAddr::new(workload.ip()?, workload.target_port(port)?.get());
+            Some(Endpoint {
+                addr,
+                source: workload.source(),
+            })
+        })
+        .collect();
+    endpoints.sort();
+    ServicePort {
+        port: port.port.get(),
+        name: port.name.clone(),
+        protocol: port.protocol,
+        target_port: port
+            .target_port
+            .clone()
+            .unwrap_or(TargetPort::Number(port.port)),
+        classification: classify(port.app_protocol.as_deref(), port.name.as_deref()),
+        endpoints,
+    }
+}
+
+/// A Service port found by a lookup.
+#[derive(Clone, Copy, Debug)]
+pub struct ServicePortRef<'a> {
+    service: &'a Service,
+    port: &'a ServicePort,
+}
+
+impl<'a> ServicePortRef<'a> {
+    pub fn service(&self) -> &'a Service {
+        self.service
+    }
+
+    pub fn service_port(&self) -> &'a ServicePort {
+        self.port
+    }
+
+    /// The Service port number.
+    pub fn port(&self) -> u16 {
+        self.port.port
+    }
+
+    pub fn name(&self) -> Option<&'a str> {
+        self.port.name.as_deref()
+    }
+
+    pub fn classification(&self) -> &'a Classification {
+        &self.port.classification
+    }
+
+    pub fn endpoints(&self) -> &'a [Endpoint] {
+        &self.port.endpoints
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PortIndex {
+    service: usize,
+    port: usize,
+}
+
+/// Only TCP Service ports are indexed by address or authority: strait proxies TCP, and a UDP
+/// port may share a number with a TCP one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Model {
+    /// Sorted by namespace, then name.
+    services: Vec<Service>,
+    by_name: HashMap<ServiceName, usize>,
+    by_ip: HashMap<IpAddr, usize>,
+    by_addr: HashMap<SocketAddr, PortIndex>,
+}
+
+impl Model {
+    /// Resolves validated resources. Should two Services claim the same name or address anyway,
+    /// the first in load order keeps it.
+    pub fn from_resources(resources: &Resources) -> Self {
+        let mut services: Vec<Service> = resources
+            .of::<resources::Service>()
+            .map(|service| Service::build(service.resource, resources))
+            .collect();
+        // Stable: among duplicates the first in load order comes first, and dedup keeps it.
+        services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        services.dedup_by(|later, first| {
+            (&later.namespace, &later.name) == (&first.namespace, &first.name)
+        });
+
+        let mut model = Self {
+            services,
+            ..Self::default()
+        };
+        for (index, service) in model.services.iter().enumerate() {
+            let key = ServiceName {
+                name: service.name.clone(),
+                namespace: service.namespace.clone(),
+            };
+            model.by_name.insert(key, index);
+            for &ip in &service.cluster_ips {
+                model.by_ip.entry(ip).or_insert(index);
+                for (port_index, port) in service.ports.iter().enumerate() {
+                    if port.protocol == PortProtocol::Tcp {
+                        let addr = SocketAddr::new(ip, port.port);
+                        model.by_addr.entry(addr).or_insert(PortIndex {
+                            service: index,
+                            port: port_index,
+                        });
+                    }
+                }
+            }
+        }
+        model
+    }
+
+    /// Services by namespace, then name.
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter()
+    }
+
+    pub fn service(&self, name: &str, namespace: &str) -> Option<&Service> {
+        let key = ServiceName {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+        };
+        self.by_name.get(&key).map(|&index| &self.services[index])
+    }
+
+    /// The TCP Service port at a cluster IP and port (an original destination).
+    pub fn service_port_by_addr(&self, addr: SocketAddr) -> Option<ServicePortRef<'_>> {
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        self.by_addr.get(&addr).map(|index| self.port_ref(*index))
+    }
+
+    /// The TCP Service port an HTTP authority names: `name.ns.svc.cluster.local[:port]`,
+    /// `name.ns.svc[:port]`, `name.ns[:port]`, `name[:port]` (namespace `default`) or
+    /// `VIP[:port]`. Without a port in the authority: `default_port` (the scheme's) when the
+    /// Service has it, else the Service's only TCP port.
+    pub fn service_port_by_authority(
+        &self,
+        authority: &str,
+        default_port: Option<u16>,
+    ) -> Option<ServicePortRef<'_>> {
+        let (host, port) = split_authority(authority)?;
+        let index = match host {
+            Host::Ip(ip) => *self.by_ip.get(&ip.to_canonical())?,
+            Host::Name(name) => *self
+                .by_name
+                .get(&ServiceName::parse(name, resources::DEFAULT_NAMESPACE)?)?,
+        };
+        let service = &self.services[index];
+        let port = match port {
+            Some(number) => service.tcp_ports().find(|p| p.port == number)?,
+            None => default_port
+                .and_then(|number| service.tcp_ports().find(|p| p.port == number))
+                .or_else(|| only(service.tcp_ports()))?,
+        };
+        Some(ServicePortRef { service, port })
+    }
+
+    /// Every (cluster IP, TCP port): what the kernel must capture. Sorted.
+    pub fn captured_addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = self.by_addr.keys().copied().collect();
+        addrs.sort();
+        addrs
+    }
+
+    fn port_ref(&self, index: PortIndex) -> ServicePortRef<'_> {
+        let service = &self.services[index.service];
+        ServicePortRef {
+            service,
+            port: &service.ports[index.port],
+        }
+    }
+}
+
+/// The single item, if there is exactly one.
+fn only<T>(mut items: impl Iterator<Item = T>) -> Option<T> {
+    let first = items.next()?;
+    items.next().is_none().then_some(first)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! Istio `networking.istio.io` kinds. WorkloadEntry is used now; VirtualService, DestinationRule
+//! and Gateway are decoded and cross-checked, and a later issue gives them behaviour. Durations
+//! stay strings until then; `trafficPolicy` stays untyped YAML until then too.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use serde::Deserialize;
+
+use super::{Labels, ObjectMeta, PortNumber};
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct WorkloadEntry {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: WorkloadEntrySpec,
+}
+
+impl WorkloadEntry {
+    /// strait reaches endpoints by IP; a DNS name here is reported and unused.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.spec.address.as_deref()?.parse().ok()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct WorkloadEntrySpec {
+    pub address: Option<String>,
+    /// What a Service's selector matches (not `metadata.labels`), as in Istio.
+    #[serde(default)]
+    pub labels: Labels,
+    /// Port name to number, for Services whose `targetPort` is a name.
+    #[serde(default)]
+    pub ports: BTreeMap<String, PortNumber>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct VirtualService {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: VirtualServiceSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct VirtualServiceSpec {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Empty: the mesh (sidecars, here strait's outbound side).
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct HttpRoute {
+    pub name: Option<String>,
+    #[serde(default, rename = "match")]
+    pub matches: Vec<HttpMatch>,
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+    pub timeout: Option<String>,
+    pub retries: Option<Retries>,
+    pub fault: Option<Fault>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct HttpMatch {
+    pub name: Option<String>,
+    pub uri: Option<StringMatch>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, StringMatch>,
+    pub method: Option<StringMatch>,
+    pub authority: Option<StringMatch>,
+    pub port: Option<PortNumber>,
+}
+
+/// Istio's StringMatch: exactly one of the three.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct RouteDestination {
+    pub destination: Destination,
+    pub weight: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Destination {
+    pub host: String,
+    pub subset: Option<String>,
+    pub port: Option<PortSelector>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct PortSelector {
+    pub number: PortNumber,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Retries {
+    pub attempts: Option<u32>,
+    pub per_try_timeout: Option<String>,
+    pub retry_on: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Fault {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultDelay {
+    pub percentage: Option<Percent>,
+    pub fixed_delay: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultAbort {
+    pub percentage: Option<Percent>,
+    pub http_status: Option<u16>,
+    /// A gRPC status name such as `UNAVAILABLE`.
+    pub grpc_status: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+pub struct Percent {
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct DestinationRule {
+    pub metadata: ObjectMeta,
+    pub spec: DestinationRuleSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRuleSpec {
+    pub host: String,
+    #[serde(default)]
+    pub subsets: Vec<Subset>,
+    pub traffic_policy: Option<serde_yaml::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subset {
+    pub name: String,
+    #[serde(default)]
+    pub labels: Labels,
+    pub traffic_policy: Option<serde_yaml::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Gateway {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: GatewaySpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct GatewaySpec {
+    #[serde(default)]
+    pub selector: Labels,
+    #[serde(default)]
+    pub servers: Vec<Server>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Server {
+    pub name: Option<String>,
+    pub port: ServerPort,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub tls: Option<ServerTls>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct ServerPort {
+    pub number: PortNumber,
+    pub name: Option<String>,
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTls {
+    pub mode: Option<String>,
+    pub credential_name: Option<String>,
+}

@@ -1,0 +1,129 @@
+//! The outbound listener: where captured connections arrive. Each connection is routed by its
+//! original destination and relayed to an endpoint of that Service port.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, info, warn};
+
+use crate::{
+    balance::RoundRobin,
+    capture::OriginalDst,
+    config::Model,
+    route::{self, TcpRoute},
+    telemetry::{ResponseFlags, TcpLabels, TcpMetrics},
+    upstream,
+};
+
+/// What every connection handler shares.
+pub struct Outbound {
+    pub model: watch::Receiver<Arc<Model>>,
+    pub original_dst: OriginalDst,
+    pub balancer: RoundRobin,
+    pub metrics: Arc<TcpMetrics>,
+    pub connect_timeout: Duration,
+}
+
+/// Endpoints tried for one connection before giving up with UF.
+const MAX_CONNECT_ATTEMPTS: usize = 3;
+
+impl Outbound {
+    /// Accepts until `shutdown`; handlers run on `tracker` so the caller can drain them.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, client)) => {
+                    let outbound = self.clone();
+                    tracker.spawn(async move { outbound.handle(stream, client).await });
+                }
+                // Out of fds and the like: keep serving the connections we have.
+                Err(err) => {
+                    warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, client: TcpStream, client_addr: SocketAddr) {
+        let original_dst = self.original_dst.lookup(&client);
+        let model = self.model.borrow().clone();
+        let route = match route::tcp(&model, original_dst) {
+            Ok(route) => route,
+            Err(no_route) => {
+                // Closing is the only safe answer: relaying to the connection's own
+                // destination would make strait an open proxy.
+                warn!(client = %client_addr, %no_route, "closing connection: no route");
+                return;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        self.proxy_tcp(client, client_addr, route).await;
+    }
+
+    async fn proxy_tcp(&self, client: TcpStream, client_addr: SocketAddr, route: TcpRoute) {
+        let labels = |flags| TcpLabels::new(&route.service_name, &route.namespace, flags);
+        self.metrics
+            .opened
+            .get_or_create(&labels(ResponseFlags::NONE))
+            .inc();
+        let (flags, relayed) = match self.connect(&route).await {
+            Err(flags) => (flags, None),
+            Ok((upstream, endpoint)) => {
+                debug!(client = %client_addr, %endpoint, service = %route.service_name, "relaying");
+                (
+                    ResponseFlags::NONE,
+                    Some(upstream::relay(client, upstream).await),
+                )
+            }
+        };
+        let labels = labels(flags);
+        self.metrics.closed.get_or_create(&labels).inc();
+        if let Some(relayed) = relayed {
+            self.metrics
+                .received_bytes
+                .get_or_create(&labels)
+                .inc_by(relayed.from_client);
+            self.metrics
+                .sent_bytes
+                .get_or_create(&labels)
+                .inc_by(relayed.to_client);
+            if let Some(err) = relayed.error {
+                debug!(client = %client_addr, %err, "connection ended with an error");
+            }
+        } else {
+            info!(client = %client_addr, service = %route.service_name, port = route.port, %flags, "no upstream");
+        }
+    }
+
+    /// Connects to the next endpoint in turn, falling over to the following ones on failure.
+    async fn connect(&self, route: &TcpRoute) -> Result<(TcpStream, SocketAddr), ResponseFlags> {
+        if route.endpoints.is_empty() {
+            return Err(ResponseFlags::NO_HEALTHY_UPSTREAM);
+        }
+        let order = self
+            .balancer
+            .order(&route.balance_key(), route.endpoints.len());
+        for index in order.take(MAX_CONNECT_ATTEMPTS) {
+            let endpoint = route.endpoints[index];
+            match upstream::connect(endpoint, self.connect_timeout).await {
+                Ok(stream) => return Ok((stream, endpoint)),
+                Err(err) => debug!(%endpoint, %err, "connect failed"),
+            }
+        }
+        Err(ResponseFlags::UPSTREAM_CONNECT_FAILURE)
+    }
+}

@@ -1,0 +1,127 @@
+//! The `strait` command line.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use strait::{app, capture, config};
+
+#[derive(Parser)]
+#[command(
+    name = "strait",
+    version,
+    about = "eBPF-accelerated node proxy for Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node proxy.
+    Run(RunArgs),
+    /// Check manifests; exit 0 when clean or only warnings, 1 on errors, 2 on usage errors.
+    Validate {
+        /// Treat warnings as errors.
+        #[arg(long)]
+        strict: bool,
+        /// Files or directories (recursive *.yaml, *.yml).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// YAML files or directories, watched for changes.
+    #[arg(short = 'c', long = "config")]
+    config: Vec<PathBuf>,
+    /// Where captured connections arrive. With eBPF capture, pods must be able to reach it.
+    #[arg(long, default_value = "0.0.0.0:15001")]
+    outbound: SocketAddr,
+    /// Admin server (config dumps, log levels): keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// Prometheus and readiness probes only.
+    #[arg(long, default_value = "0.0.0.0:15020")]
+    metrics: SocketAddr,
+    /// The cgroup v2 directory whose processes are captured (default: the cgroup v2 root).
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
+    /// No kernel capture: the same as `--capture none`.
+    #[arg(long, conflicts_with = "capture")]
+    no_ebpf: bool,
+    /// How connections are captured.
+    #[arg(long, value_enum, default_value_t = capture::Mode::Ebpf)]
+    capture: capture::Mode,
+    /// The kernel object to load instead of the one built into this binary.
+    #[arg(long)]
+    ebpf_object: Option<PathBuf>,
+    /// Give up connecting to an endpoint after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+    /// On SIGTERM, wait this long for open connections to finish.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Validate { strict, paths } => {
+            let code = config::validate_command(&paths, strict, &mut std::io::stdout().lock());
+            ExitCode::from(code as u8)
+        }
+        Command::Run(args) => {
+            init_logging(args.log_format);
+            match run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let options = app::RunOptions {
+        config: args.config,
+        outbound: args.outbound,
+        admin: args.admin,
+        metrics: args.metrics,
+        capture: if args.no_ebpf {
+            capture::Mode::None
+        } else {
+            args.capture
+        },
+        cgroup: args.cgroup,
+        ebpf_object: args.ebpf_object,
+        connect_timeout: args.connect_timeout,
+        drain_timeout: args.drain_timeout,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(app::run(options))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,112 @@
+//! Telemetry: Prometheus metrics with Istio's standard names and labels, so existing dashboards
+//! work, and the kernel's counters read from BPF maps at scrape time.
+
+mod flags;
+pub mod kernel;
+
+pub use flags::ResponseFlags;
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+/// Istio's `reporter` label: strait reports from the client's side of the connection.
+pub const REPORTER: &str = "source";
+
+/// The labels of Istio's TCP metrics that strait knows today.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpLabels {
+    pub reporter: &'static str,
+    pub destination_service: String,
+    pub destination_service_name: String,
+    pub destination_service_namespace: String,
+    pub request_protocol: &'static str,
+    pub response_flags: ResponseFlags,
+    pub connection_security_policy: &'static str,
+}
+
+impl TcpLabels {
+    pub fn new(service_name: &str, namespace: &str, response_flags: ResponseFlags) -> Self {
+        Self {
+            reporter: REPORTER,
+            destination_service: crate::config::fqdn(service_name, namespace),
+            destination_service_name: service_name.to_string(),
+            destination_service_namespace: namespace.to_string(),
+            request_protocol: "tcp",
+            response_flags,
+            connection_security_policy: "none",
+        }
+    }
+}
+
+/// Istio's `istio_tcp_*` counters.
+#[derive(Default)]
+pub struct TcpMetrics {
+    pub opened: Family<TcpLabels, Counter>,
+    pub closed: Family<TcpLabels, Counter>,
+    /// Bytes sent to the client (the response direction).
+    pub sent_bytes: Family<TcpLabels, Counter>,
+    /// Bytes received from the client (the request direction).
+    pub received_bytes: Family<TcpLabels, Counter>,
+}
+
+/// The registry and the metrics the proxy updates on its paths.
+pub struct Metrics {
+    registry: Registry,
+    pub tcp: Arc<TcpMetrics>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let tcp = Arc::new(TcpMetrics::default());
+        // Counter names get their `_total` suffix from the library.
+        registry.register(
+            "istio_tcp_connections_opened",
+            "TCP connections opened",
+            tcp.opened.clone(),
+        );
+        registry.register(
+            "istio_tcp_connections_closed",
+            "TCP connections closed",
+            tcp.closed.clone(),
+        );
+        registry.register(
+            "istio_tcp_sent_bytes",
+            "Bytes sent to the client during the connection",
+            tcp.sent_bytes.clone(),
+        );
+        registry.register(
+            "istio_tcp_received_bytes",
+            "Bytes received from the client during the connection",
+            tcp.received_bytes.clone(),
+        );
+        Self { registry, tcp }
+    }
+
+    /// Adds a collector read at every scrape (the kernel counters).
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        encode(&mut out, &self.registry).expect("encoding metrics into a String");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
