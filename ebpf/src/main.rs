@@ -14,8 +14,8 @@
 use aya_ebpf::{
     bindings::{
         bpf_sock_addr, BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB,
-        BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE, BPF_TCP_CLOSING, BPF_TCP_FIN_WAIT2,
-        BPF_TCP_LAST_ACK, BPF_TCP_TIME_WAIT,
+        BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE, BPF_TCP_CLOSE_WAIT, BPF_TCP_CLOSING,
+        BPF_TCP_FIN_WAIT2, BPF_TCP_LAST_ACK, BPF_TCP_TIME_WAIT,
     },
     helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns},
     macros::{cgroup_sock_addr, map, sock_ops},
@@ -103,7 +103,7 @@ fn capture(ctx: &SockAddrContext, sa: &bpf_sock_addr, dst: &SockAddr) -> Option<
     // SAFETY: the helper only reads the context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     // Without a record the proxy could not route the connection: leave it uncaptured.
-    ORIG_DST_COOKIE.insert(&cookie, dst, 0).ok()?;
+    ORIG_DST_COOKIE.insert(cookie, dst, 0).ok()?;
     Some(proxy.outbound)
 }
 
@@ -152,7 +152,7 @@ fn original_destination<C: EbpfContext>(ctx: &C) -> Option<SockAddr> {
     // SAFETY: the helper only reads the context; the map value is copied out.
     unsafe {
         let cookie = bpf_get_socket_cookie(ctx.as_ptr());
-        ORIG_DST_COOKIE.get(&cookie).copied()
+        ORIG_DST_COOKIE.get(cookie).copied()
     }
 }
 
@@ -173,7 +173,7 @@ fn on_established(ctx: &SockOpsContext) {
     let Some(orig) = original_destination(ctx) else {
         return;
     };
-    let _ = ORIG_DST_TUPLE.insert(&conn_tuple(ctx), &orig, 0);
+    let _ = ORIG_DST_TUPLE.insert(conn_tuple(ctx), orig, 0);
     count(&orig, |c| c.opened += 1);
     // Ask for state changes so the close is seen and its bytes counted.
     let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
@@ -186,28 +186,42 @@ fn on_close(ctx: &SockOpsContext) {
     };
     // SAFETY: reading the context's TCP stats.
     let (acked, received) = unsafe { ((*ctx.ops).bytes_acked, (*ctx.ops).bytes_received) };
-    let sent = payload_acked(acked, ctx.arg(0));
+    let (sent, received) = payload_bytes(acked, received, ctx.arg(0));
     count(&orig, |c| {
         c.closed += 1;
         c.sent_bytes += sent;
         c.received_bytes += received;
     });
-    let _ = ORIG_DST_TUPLE.remove(&conn_tuple(ctx));
+    let _ = ORIG_DST_TUPLE.remove(conn_tuple(ctx));
     // SAFETY: the helper only reads the context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let _ = ORIG_DST_COOKIE.remove(&cookie);
+    let _ = ORIG_DST_COOKIE.remove(cookie);
 }
 
-/// Payload bytes the peer acknowledged. `bytes_acked` counts sequence space, which includes the
-/// SYN (always acknowledged on an established connection) and our FIN once it was acknowledged:
-/// the states a socket leaves for CLOSE only after the peer acknowledged its FIN.
+/// Payload bytes from the TCP stats. `bytes_acked` and `bytes_received` count sequence space:
+/// `bytes_acked` includes the SYN (always acknowledged on an established connection), and each
+/// includes a FIN once it was acknowledged or received. The state the socket closes from tells:
+/// those states are left for CLOSE only after the FIN was acknowledged or received.
+/// (FIN_WAIT2 can also end by timeout or reset without the peer's FIN; the peer is strait, which
+/// always closes, so that miscount of one byte does not happen in practice.)
 #[inline(always)]
-fn payload_acked(bytes_acked: u64, closing_from: u32) -> u64 {
-    let fin_acked = matches!(
+fn payload_bytes(bytes_acked: u64, bytes_received: u64, closing_from: u32) -> (u64, u64) {
+    let our_fin_acked = matches!(
         closing_from,
         BPF_TCP_FIN_WAIT2 | BPF_TCP_TIME_WAIT | BPF_TCP_CLOSING | BPF_TCP_LAST_ACK
     );
-    bytes_acked.saturating_sub(1 + fin_acked as u64)
+    let peer_fin_received = matches!(
+        closing_from,
+        BPF_TCP_CLOSE_WAIT
+            | BPF_TCP_LAST_ACK
+            | BPF_TCP_CLOSING
+            | BPF_TCP_FIN_WAIT2
+            | BPF_TCP_TIME_WAIT
+    );
+    (
+        bytes_acked.saturating_sub(1 + our_fin_acked as u64),
+        bytes_received.saturating_sub(peer_fin_received as u64),
+    )
 }
 
 /// The client's (local, remote) addresses. `local_port` is host order; `remote_port` is network
@@ -239,7 +253,7 @@ fn count(service: &SockAddr, update: impl FnOnce(&mut Counters)) {
     }
     let mut fresh = Counters::default();
     update(&mut fresh);
-    let _ = COUNTERS.insert(service, &fresh, 0);
+    let _ = COUNTERS.insert(service, fresh, 0);
 }
 
 #[cfg(not(test))]

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub capture: capture::Mode,
     pub cgroup: Option<PathBuf>,
     pub ebpf_object: Option<PathBuf>,
+    /// With iptables capture: pod network namespaces to listen in (at the outbound port).
+    pub pod_netns: Vec<PathBuf>,
     pub connect_timeout: Duration,
     pub drain_timeout: Duration,
 }
@@ -45,6 +47,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let outbound_listener = TcpListener::bind(options.outbound)
         .await
         .with_context(|| format!("binding the outbound listener to {}", options.outbound))?;
+    let pod_listeners = pod_listeners(&options)?;
     let admin_listener = admin::bind(options.admin, "admin").await?;
     let metrics_listener = admin::bind(options.metrics, "metrics").await?;
 
@@ -90,7 +93,13 @@ pub async fn run(options: RunOptions) -> Result<()> {
         Scope::Metrics,
         shutdown.clone(),
     ));
-    tokio::spawn(outbound.serve(outbound_listener, shutdown.clone(), connections.clone()));
+    for listener in std::iter::once(outbound_listener).chain(pod_listeners) {
+        tokio::spawn(
+            outbound
+                .clone()
+                .serve(listener, shutdown.clone(), connections.clone()),
+        );
+    }
     state.ready.store(true, Ordering::Release);
     info!(outbound = %options.outbound, admin = %options.admin, capture = ?options.capture, "strait is ready");
 
@@ -112,6 +121,19 @@ pub async fn run(options: RunOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The in-pod listeners of iptables capture, bound at the outbound port in each pod namespace.
+fn pod_listeners(options: &RunOptions) -> Result<Vec<TcpListener>> {
+    let addr = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), options.outbound.port());
+    options
+        .pod_netns
+        .iter()
+        .map(|netns| {
+            let listener = capture::iptables::listen_in_netns(netns, addr)?;
+            TcpListener::from_std(listener).context("registering an in-pod listener")
+        })
+        .collect()
 }
 
 fn attach_kernel(options: &RunOptions, model: &Model) -> Result<KernelCapture> {

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the node proxy.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check manifests; exit 0 when clean or only warnings, 1 on errors, 2 on usage errors.
     Validate {
         /// Treat warnings as errors.
@@ -54,6 +54,10 @@ struct RunArgs {
     /// How connections are captured.
     #[arg(long, value_enum, default_value_t = capture::Mode::Ebpf)]
     capture: capture::Mode,
+    /// With `--capture iptables`: also listen at the outbound port inside these pod network
+    /// namespaces (files such as /var/run/netns/NAME), whose REDIRECT rules point there.
+    #[arg(long, requires = "capture")]
+    pod_netns: Vec<PathBuf>,
     /// The kernel object to load instead of the one built into this binary.
     #[arg(long)]
     ebpf_object: Option<PathBuf>,
@@ -92,7 +96,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     let options = app::RunOptions {
         config: args.config,
         outbound: args.outbound,
@@ -105,6 +109,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         cgroup: args.cgroup,
         ebpf_object: args.ebpf_object,
+        pod_netns: args.pod_netns,
         connect_timeout: args.connect_timeout,
         drain_timeout: args.drain_timeout,
     };

@@ -1,1 +1,96 @@
-fn main(){}
+//! `cargo xtask`: strait's developer tasks.
+//!
+//! - `setup`: the eBPF toolchain (nightly rust-src and clippy, bpf-linker on the nightly's LLVM).
+//! - `build-ebpf`: the kernel object, left at cargo's own output path.
+//! - `test`: everything CI checks: unit and privileged end-to-end tests, clippy, rustfmt.
+//! - `lab`: a node in a box running strait with capture on; `--down` removes every lab.
+
+mod cargo;
+mod ebpf;
+mod lab;
+mod setup;
+
+use std::{env, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "strait's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain (idempotent).
+    Setup,
+    /// Build the kernel object into target/bpfel-unknown-none/release/strait-ebpf.
+    BuildEbpf,
+    /// Set up, build, run every test, clippy and rustfmt.
+    Test {
+        /// Passed to `cargo test` as given, e.g. `lab_harness -- --nocapture`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// Run strait in a local lab until Ctrl-C (needs root).
+    Lab {
+        /// Remove every lab (also leftovers of crashed test runs) and exit.
+        #[arg(long)]
+        down: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf => ebpf::build(),
+        // Verbatim from argv: clap drops a leading `--`, which `cargo test` needs.
+        Task::Test { .. } => test(&env::args().skip(2).collect::<Vec<_>>()),
+        Task::Lab { down: true } => lab::down(),
+        Task::Lab { down: false } => lab::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything a lab runs: the kernel object, then strait (which embeds it) and the lab agent.
+/// (Not `--workspace`: the kernel crate's binary only builds for the BPF target.)
+fn build_all() -> Result<()> {
+    setup::run()?;
+    ebpf::build()?;
+    cargo::run(cargo::stable().args(["build", "-p", "strait", "-p", "strait-tests", "--bins"]))
+}
+
+/// THE test command (README, CI).
+fn test(cargo_test_args: &[String]) -> Result<()> {
+    // The end-to-end tests run target/debug/strait, which `cargo test` builds only for packages
+    // with integration tests of their own.
+    build_all()?;
+    cargo::run(
+        cargo::stable()
+            .args(["test", "--workspace"])
+            .args(cargo_test_args),
+    )?;
+    // The kernel crate only compiles for the BPF target: it is linted as it is built.
+    cargo::run(cargo::stable().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        ebpf::PACKAGE,
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    ebpf::clippy()?;
+    cargo::run(cargo::stable().args(["fmt", "--all", "--", "--check"]))?;
+    println!("xtask: all green");
+    Ok(())
+}

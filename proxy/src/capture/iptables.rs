@@ -1,11 +1,14 @@
 //! `SO_ORIGINAL_DST`: the destination a REDIRECT/DNAT rule rewrote, from conntrack.
 
 use std::{
+    fs::File,
     mem::{size_of, MaybeUninit},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     os::fd::AsRawFd,
+    path::Path,
 };
 
+use anyhow::{Context, Result};
 use tokio::net::TcpStream;
 
 const SO_ORIGINAL_DST: libc::c_int = 80;
@@ -35,4 +38,26 @@ fn getsockopt<T: Copy>(fd: libc::c_int, level: libc::c_int, name: libc::c_int) -
     let rc = unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) };
     // SAFETY: the kernel filled the struct (it was zeroed before, so any short write is defined).
     (rc == 0).then(|| unsafe { value.assume_init() })
+}
+
+/// A listener inside another network namespace (a pod's), as ztunnel's in-pod mode does: the
+/// pod's REDIRECT rule sends its connections to this socket, and `SO_ORIGINAL_DST` finds them in
+/// the pod's conntrack table. Only the socket lives there; strait itself stays where it is.
+pub fn listen_in_netns(netns: &Path, addr: SocketAddr) -> Result<std::net::TcpListener> {
+    let netns = File::open(netns)
+        .with_context(|| format!("opening network namespace {}", netns.display()))?;
+    // setns changes only the calling thread: do it on a thread of its own.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .context("entering the network namespace")?;
+                let listener =
+                    std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+                listener.set_nonblocking(true)?;
+                Ok(listener)
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the listener thread panicked"))?
+    })
 }

@@ -1,0 +1,459 @@
+//! End-to-end: the capture datapath in a lab of network namespaces and a cgroup, with the kernel
+//! programs loaded into this kernel. Needs root; skipped loudly otherwise.
+
+use std::{
+    fs,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use strait_tests::lab::{self, ChildHandle, Lab, Pod, Signal};
+
+const GREETER_VIP: &str = "10.96.0.10:80";
+const ECHO_VIP: &str = "10.96.0.11:80";
+const LATE_VIP: &str = "10.96.0.12:80";
+const BACKEND_PORT: u16 = 8080;
+
+#[derive(Clone, Copy)]
+enum Capture {
+    Ebpf,
+    /// An iptables REDIRECT in the client pod's namespace, to strait's listener there.
+    IptablesInPod,
+}
+
+/// A lab with `replicas` greeter pods, one `other` pod behind a second Service, a captured client
+/// pod and an uncaptured one, and strait in the node namespace.
+struct Scenario {
+    lab: Lab,
+    config_dir: PathBuf,
+    client: Pod,
+    outsider: Pod,
+    strait: Option<ChildHandle>,
+}
+
+impl Scenario {
+    fn start(name: &str, replicas: usize) -> Result<Scenario> {
+        Self::start_with(name, replicas, Capture::Ebpf)
+    }
+
+    fn start_with(name: &str, replicas: usize, capture: Capture) -> Result<Scenario> {
+        let mut lab = Lab::new(name)?;
+        let mut greeters = Vec::new();
+        for i in 0..replicas {
+            let pod = lab.add_pod(&format!("greeter-{i}"))?;
+            serve(&mut lab, &pod, &format!("greeter-{i}"))?;
+            greeters.push(pod);
+        }
+        let other = lab.add_pod("other")?;
+        serve(&mut lab, &other, "other")?;
+        let client = lab.add_pod("client")?;
+        let outsider = lab.add_uncaptured_pod("outsider")?;
+
+        let config_dir = tempdir(name)?;
+        let ips: Vec<Ipv4Addr> = greeters.iter().map(|p| p.ip).collect();
+        fs::write(
+            config_dir.join("greeter.yaml"),
+            service_yaml("greeter", GREETER_VIP, "greeter", &ips),
+        )?;
+        fs::write(
+            config_dir.join("other.yaml"),
+            service_yaml("other", ECHO_VIP, "other", &[other.ip]),
+        )?;
+        let mut scenario = Scenario {
+            lab,
+            config_dir,
+            client,
+            outsider,
+            strait: None,
+        };
+        scenario.start_strait(capture)?;
+        Ok(scenario)
+    }
+
+    fn start_strait(&mut self, capture: Capture) -> Result<()> {
+        let mut cmd = self.lab.node_command(lab::strait_bin());
+        cmd.args(["run", "--config"])
+            .arg(&self.config_dir)
+            .arg("--outbound")
+            .arg(format!("{}:15001", self.lab.node_ip()))
+            .arg("--cgroup")
+            .arg(self.lab.cgroup_dir())
+            .args(["--admin", "127.0.0.1:15000", "--metrics", "127.0.0.1:15020"]);
+        match capture {
+            Capture::Ebpf => cmd.args(["--capture", "ebpf"]),
+            // ztunnel's in-pod mode: strait listens inside the client pod's namespace.
+            Capture::IptablesInPod => cmd
+                .args(["--capture", "iptables", "--pod-netns"])
+                .arg(format!("/var/run/netns/{}", self.client.netns())),
+        };
+        let strait = self.lab.spawn(cmd)?;
+        let ready = lab::wait_until(Duration::from_secs(20), || {
+            matches!(
+                self.lab.http_get("http://127.0.0.1:15000/healthz/ready"),
+                Ok((200, _))
+            )
+        });
+        if !ready {
+            bail!("strait did not become ready within 20 s");
+        }
+        self.strait = Some(strait);
+        Ok(())
+    }
+
+    /// One call from `pod` to `to`: the agent's JSON report.
+    fn call(&mut self, pod: &Pod, to: &str, send: usize) -> Result<Value> {
+        let mut cmd = self.lab.pod_command(pod, lab::lab_agent_bin());
+        cmd.args([
+            "call",
+            "--to",
+            to,
+            "--send",
+            &send.to_string(),
+            "--count",
+            "1",
+        ]);
+        let output = self.lab.output(cmd)?;
+        let line = output.lines().next().context("the agent printed nothing")?;
+        serde_json::from_str(line).with_context(|| format!("agent output: {line}"))
+    }
+
+    fn metrics(&self) -> Result<String> {
+        let (status, body) = self
+            .lab
+            .http_get("http://127.0.0.1:15000/stats/prometheus")?;
+        anyhow::ensure!(status == 200, "metrics answered {status}");
+        Ok(body)
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.config_dir);
+    }
+}
+
+fn serve(lab: &mut Lab, pod: &Pod, name: &str) -> Result<()> {
+    let mut cmd = lab.pod_command(pod, lab::lab_agent_bin());
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("0.0.0.0:{BACKEND_PORT}"),
+        "--name",
+        name,
+    ]);
+    let mut child = lab.spawn(cmd)?;
+    lab::wait_for_line(
+        &mut child,
+        |l| l.starts_with("listening"),
+        Duration::from_secs(10),
+    )?;
+    Ok(())
+}
+
+fn service_yaml(name: &str, vip: &str, app: &str, pod_ips: &[Ipv4Addr]) -> String {
+    let vip: SocketAddr = vip.parse().unwrap();
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  \
+         clusterIP: {ip}\n  selector:\n    app: {app}\n  ports:\n  - name: tcp-{name}\n    port: {port}\n    \
+         targetPort: {BACKEND_PORT}\n",
+        ip = vip.ip(),
+        port = vip.port(),
+    );
+    for (i, ip) in pod_ips.iter().enumerate() {
+        yaml += &format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {app}-{i}\n  namespace: default\n  labels:\n    \
+             app: {app}\nspec:\n  containers:\n  - name: app\n    image: agent\nstatus:\n  phase: Running\n  podIP: {ip}\n"
+        );
+    }
+    yaml
+}
+
+fn tempdir(name: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("strait-e2e-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn reply(call: &Value) -> &str {
+    call["reply"].as_str().unwrap_or_default()
+}
+
+/// The value of a Prometheus sample whose name and labels contain all of `needles`.
+fn sample(metrics: &str, name: &str, needles: &[&str]) -> Option<u64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && needles.iter().all(|n| l.contains(n)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn captured_connection_reaches_its_service_and_sees_the_vip() -> Result<()> {
+    if !lab::require_privileges("captured_connection_reaches_its_service_and_sees_the_vip") {
+        return Ok(());
+    }
+    let mut s = Scenario::start("vip", 3)?;
+    let client = s.client.clone();
+
+    let mut replicas = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let call = s.call(&client, GREETER_VIP, 100)?;
+        assert_eq!(call["ok"], true, "{call}");
+        // getpeername() shows the Service address, not the proxy.
+        assert_eq!(call["peer"], GREETER_VIP, "{call}");
+        let reply = reply(&call);
+        assert!(
+            reply.starts_with("greeter-") && reply.ends_with("received 100"),
+            "{call}"
+        );
+        replicas.insert(reply.split(' ').next().unwrap().to_string());
+    }
+    // Round robin over the three replicas.
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+
+    // The original destination decides the Service: the second VIP reaches its own pod.
+    let call = s.call(&client, ECHO_VIP, 10)?;
+    assert_eq!(reply(&call), "other received 10", "{call}");
+    Ok(())
+}
+
+#[test]
+fn kernel_counters_equal_the_bytes_sent() -> Result<()> {
+    if !lab::require_privileges("kernel_counters_equal_the_bytes_sent") {
+        return Ok(());
+    }
+    let mut s = Scenario::start("count", 2)?;
+    let client = s.client.clone();
+    let sizes = [1usize, 1000, 65_536, 300_000];
+    let mut received = 0u64;
+    for size in sizes {
+        let call = s.call(&client, GREETER_VIP, size)?;
+        assert_eq!(call["ok"], true, "{call}");
+        assert_eq!(call["sent"], size as u64, "{call}");
+        received += call["received"].as_u64().unwrap();
+    }
+    let sent: u64 = sizes.iter().map(|&s| s as u64).sum();
+    let labels = [
+        "destination_service=\"greeter.default.svc.cluster.local\"",
+        "destination_port=\"80\"",
+    ];
+    // The close is counted when the last ACK arrives: wait for it, then compare exactly.
+    let mut metrics = String::new();
+    let closed = lab::wait_until(Duration::from_secs(5), || {
+        metrics = s.metrics().unwrap_or_default();
+        sample(&metrics, "strait_kernel_connections_closed_total", &labels)
+            == Some(sizes.len() as u64)
+    });
+    assert!(
+        closed,
+        "connections closed never reached {}:\n{metrics}",
+        sizes.len()
+    );
+    assert_eq!(
+        sample(&metrics, "strait_kernel_connections_opened_total", &labels),
+        Some(sizes.len() as u64)
+    );
+    assert_eq!(
+        sample(&metrics, "strait_kernel_sent_bytes_total", &labels),
+        Some(sent),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "strait_kernel_received_bytes_total", &labels),
+        Some(received),
+        "{metrics}"
+    );
+    // The proxy's own view agrees.
+    let tcp = ["destination_service=\"greeter.default.svc.cluster.local\""];
+    assert_eq!(
+        sample(&metrics, "istio_tcp_received_bytes_total", &tcp),
+        Some(sent),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[test]
+fn uncaptured_process_and_unknown_destination_are_left_alone() -> Result<()> {
+    if !lab::require_privileges("uncaptured_process_and_unknown_destination_are_left_alone") {
+        return Ok(());
+    }
+    let mut s = Scenario::start("outside", 1)?;
+    let (client, outsider) = (s.client.clone(), s.outsider.clone());
+    // Outside the cgroup: the VIP is routed like any address, and the lab has no route for it.
+    let call = s.call(&outsider, GREETER_VIP, 10)?;
+    assert_eq!(call["ok"], false, "{call}");
+    assert!(
+        call["error"].as_str().unwrap().contains("unreachable"),
+        "{call}"
+    );
+    // Inside the cgroup, an address that is no Service is not captured either.
+    let call = s.call(&client, "10.96.0.99:80", 10)?;
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unreachable"),
+        "{call}"
+    );
+    // And a pod address is reached directly.
+    let greeter_ip = s
+        .lab
+        .pods()
+        .iter()
+        .find(|p| p.name == "greeter-0")
+        .unwrap()
+        .ip;
+    let call = s.call(&client, &format!("{greeter_ip}:{BACKEND_PORT}"), 10)?;
+    assert_eq!(
+        call["peer"],
+        format!("{greeter_ip}:{BACKEND_PORT}"),
+        "{call}"
+    );
+    assert_eq!(reply(&call), "greeter-0 received 10", "{call}");
+    Ok(())
+}
+
+#[test]
+fn service_added_at_runtime_is_captured_without_restart() -> Result<()> {
+    if !lab::require_privileges("service_added_at_runtime_is_captured_without_restart") {
+        return Ok(());
+    }
+    let mut s = Scenario::start("late", 1)?;
+    let client = s.client.clone();
+    let call = s.call(&client, LATE_VIP, 10)?;
+    assert_eq!(
+        call["ok"], false,
+        "not a Service yet, so not captured: {call}"
+    );
+
+    let other_ip = s.lab.pods().iter().find(|p| p.name == "other").unwrap().ip;
+    fs::write(
+        s.config_dir.join("late.yaml"),
+        service_yaml("late", LATE_VIP, "other", &[other_ip]).replace("other-0", "late-0"),
+    )?;
+    let mut last = Value::Null;
+    let captured = lab::wait_until(Duration::from_secs(10), || {
+        last = s.call(&client, LATE_VIP, 10).unwrap_or(Value::Null);
+        last["ok"] == true
+    });
+    assert!(captured, "the new Service was never captured: {last}");
+    assert_eq!(reply(&last), "other received 10");
+    assert_eq!(last["peer"], LATE_VIP);
+    Ok(())
+}
+
+fn attached_programs(cgroup: &Path) -> Result<String> {
+    let out = Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(cgroup)
+        .output()
+        .context("running bpftool")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn fail_open_after(signal: Signal) -> Result<()> {
+    let mut s = Scenario::start(&format!("open-{}", signal.as_str().to_lowercase()), 1)?;
+    let client = s.client.clone();
+    let attached = attached_programs(s.lab.cgroup_dir())?;
+    for program in [
+        "connect4",
+        "connect6",
+        "getpeername4",
+        "getpeername6",
+        "sock_ops",
+    ] {
+        assert!(
+            attached.contains(program),
+            "{program} not attached:\n{attached}"
+        );
+    }
+    assert_eq!(s.call(&client, GREETER_VIP, 10)?["ok"], true);
+
+    let strait = s.strait.take().unwrap();
+    strait.signal(signal)?;
+    let status = strait
+        .wait_timeout(Duration::from_secs(10))?
+        .context("strait did not exit")?;
+    if signal == Signal::SIGTERM {
+        assert!(status.success(), "strait exited with {status} on SIGTERM");
+    }
+    // Within 2 s the kernel stops sending connects to the dead proxy: they go where the network
+    // sends them, which in the lab is nowhere (unreachable), never "refused" by a dead listener.
+    let mut last = Value::Null;
+    let open = lab::wait_until(Duration::from_secs(2), || {
+        last = s.call(&client, GREETER_VIP, 10).unwrap_or(Value::Null);
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable"))
+    });
+    assert!(open, "connects still captured after strait exited: {last}");
+    let attached = attached_programs(s.lab.cgroup_dir())?;
+    assert!(
+        attached.trim().lines().count() <= 1,
+        "programs left attached:\n{attached}"
+    );
+    Ok(())
+}
+
+#[test]
+fn fails_open_after_sigterm() -> Result<()> {
+    if !lab::require_privileges("fails_open_after_sigterm") {
+        return Ok(());
+    }
+    fail_open_after(Signal::SIGTERM)
+}
+
+#[test]
+fn fails_open_after_sigkill() -> Result<()> {
+    if !lab::require_privileges("fails_open_after_sigkill") {
+        return Ok(());
+    }
+    fail_open_after(Signal::SIGKILL)
+}
+
+#[test]
+fn iptables_capture_reads_the_original_destination() -> Result<()> {
+    if !lab::require_privileges("iptables_capture_reads_the_original_destination") {
+        return Ok(());
+    }
+    let mut s = Scenario::start_with("ipt", 2, Capture::IptablesInPod)?;
+    let client = s.client.clone();
+    // What sidecars and ambient mode do today: REDIRECT in the pod's own namespace. The route
+    // lookup comes before the REDIRECT, so the pod needs a route for the Service range.
+    s.lab.route_via_node(&client, "10.96.0.0/12")?;
+    for vip in [GREETER_VIP, ECHO_VIP] {
+        let vip: SocketAddr = vip.parse()?;
+        let mut rule = s.lab.pod_command(&client, "iptables");
+        rule.args([
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            &vip.ip().to_string(),
+        ])
+        .args([
+            "--dport",
+            &vip.port().to_string(),
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            "15001",
+        ]);
+        s.lab.output(rule)?;
+    }
+    let call = s.call(&client, GREETER_VIP, 100)?;
+    assert!(reply(&call).starts_with("greeter-"), "{call}");
+    let call = s.call(&client, ECHO_VIP, 100)?;
+    assert_eq!(reply(&call), "other received 100", "{call}");
+    // No kernel programs in this mode.
+    assert!(!attached_programs(s.lab.cgroup_dir())?.contains("connect4"));
+    Ok(())
+}

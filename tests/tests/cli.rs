@@ -1,0 +1,144 @@
+//! The `strait` binary without privileges: `validate` on the seed manifests, and a `--no-ebpf`
+//! proxy that refuses to relay a connection it cannot route.
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::Result;
+use strait_tests::lab::{self, ChildProcess};
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn validate_reports_exactly_the_seeds_broken_documents() -> Result<()> {
+    let seed = fixture("seed-manifests.yaml");
+    let out = Command::new(lab::strait_bin())
+        .args(["validate", &seed])
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let expect = [
+        format!("error: {seed}#6 DestinationRule/default/http2-connection-pool: apiVersion:"),
+        format!("warning: {seed}#5 VirtualService/default/grpc-with-retries: spec.http[0].route[0].destination.host:"),
+        format!("warning: {seed}#5 VirtualService/default/grpc-with-retries: spec.hosts[0]:"),
+    ];
+    for prefix in &expect {
+        assert!(
+            lines.iter().any(|l| l.starts_with(prefix.as_str())),
+            "no line starts with {prefix:?}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("ignored"),
+        "the broken document must be said to be ignored:\n{stdout}"
+    );
+    assert!(stdout.contains("grpc-canary wins"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn validate_exit_codes() -> Result<()> {
+    let missing = Command::new(lab::strait_bin())
+        .args(["validate", "/nonexistent/strait.yaml"])
+        .output()?;
+    assert_eq!(missing.status.code(), Some(2));
+    let dir = std::env::temp_dir().join(format!("strait-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let clean = dir.join("clean.yaml");
+    std::fs::write(
+        &clean,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  ports:\n  - port: 80\n",
+    )?;
+    let ok = Command::new(lab::strait_bin())
+        .arg("validate")
+        .arg(&clean)
+        .output()?;
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let typo = dir.join("typo.yaml");
+    std::fs::write(
+        &typo,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  portz: []\n",
+    )?;
+    let warned = Command::new(lab::strait_bin())
+        .arg("validate")
+        .arg(&typo)
+        .output()?;
+    assert_eq!(warned.status.code(), Some(0));
+    let strict = Command::new(lab::strait_bin())
+        .args(["validate", "--strict"])
+        .arg(&typo)
+        .output()?;
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&strict.stdout).contains("spec.portz"));
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn without_capture_an_unroutable_connection_is_closed_not_relayed() -> Result<()> {
+    let (outbound, admin, metrics) = (free_port(), free_port(), free_port());
+    let mut cmd = Command::new(lab::strait_bin());
+    cmd.args([
+        "run",
+        "--no-ebpf",
+        "--config",
+        &fixture("seed-manifests.yaml"),
+    ])
+    .args(["--outbound", &format!("127.0.0.1:{outbound}")])
+    .args(["--admin", &format!("127.0.0.1:{admin}")])
+    .args(["--metrics", &format!("127.0.0.1:{metrics}")])
+    .stdout(Stdio::null());
+    let strait = ChildProcess::spawn(cmd, "strait")?;
+    let ready = lab::wait_until(Duration::from_secs(20), || {
+        lab::http_get_local(&format!("http://127.0.0.1:{metrics}/healthz/ready"))
+            .is_ok_and(|(code, _)| code == 200)
+    });
+    assert!(
+        ready,
+        "strait never became ready:{}",
+        strait.stderr_report()
+    );
+
+    let mut conn = TcpStream::connect(("127.0.0.1", outbound))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let _ = conn.write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let mut buf = Vec::new();
+    // Closed without a byte: EOF or a reset, never a timeout (which would mean it waited).
+    match conn.read_to_end(&mut buf) {
+        Ok(_) => assert!(buf.is_empty(), "strait answered: {buf:?}"),
+        Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
+    }
+    // The admin port has the metrics too; the metrics port has no config dump.
+    let (code, body) = lab::http_get_local(&format!("http://127.0.0.1:{admin}/stats/prometheus"))?;
+    assert_eq!(code, 200);
+    assert!(body.contains("# EOF"), "{body}");
+    let (code, _) = lab::http_get_local(&format!("http://127.0.0.1:{metrics}/config_dump"))?;
+    assert_eq!(code, 404);
+    Ok(())
+}
