@@ -13,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{
+    event::{AccessKind, AccessMode},
+    EventKind, RecommendedWatcher, RecursiveMode, Watcher,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -110,7 +113,12 @@ fn watch_paths(
     let relevant = Relevance::new(paths);
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) if event.paths.iter().any(|path| relevant.covers(path)) => on_change(),
+            Ok(event)
+                if changes_content(&event.kind)
+                    && event.paths.iter().any(|path| relevant.covers(path)) =>
+            {
+                on_change()
+            }
             Ok(_) => {}
             // Lost events (queue overflow): reload to be sure.
             Err(_) => on_change(),
@@ -122,6 +130,16 @@ fn watch_paths(
             .map_err(|source| WatchError::Notify { path, source })?;
     }
     Ok(watcher)
+}
+
+/// Opening, reading and closing a file are not changes; reading them must not be, or every
+/// reload (which reads the files) would cause the next.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Directories are watched recursively; a file through its parent directory.

@@ -26,6 +26,19 @@ fn replace(path: &Path, text: &str) {
 }
 
 #[tokio::test]
+async fn reading_the_files_is_not_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    fs::write(&file, service(80)).unwrap();
+    let config = watch(vec![file.clone()]).unwrap();
+    // Someone reads the file (as each reload does): no reload may follow. Nothing signals "no
+    // reload happened", so give a would-be reload several debounce periods to show up.
+    fs::read_to_string(&file).unwrap();
+    tokio::time::sleep(DEBOUNCE * 5).await;
+    assert_eq!(config.stats.accepted() + config.stats.rejected(), 0);
+}
+
+#[tokio::test]
 async fn publishes_changes_and_keeps_the_last_good_model() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.yaml");
