@@ -21,7 +21,7 @@ use crate::{
     capture::{self, ebpf::KernelCapture, OriginalDst},
     config::{self, Model},
     listener::Outbound,
-    telemetry::{kernel::KernelCollector, Metrics},
+    telemetry::{kernel::KernelCollector, reloads::ReloadCollector, Metrics},
 };
 
 /// Everything `strait run` needs, resolved from the command line.
@@ -52,6 +52,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let metrics_listener = admin::bind(options.metrics, "metrics").await?;
 
     let mut metrics = Metrics::new();
+    metrics.register_collector(Box::new(ReloadCollector(config.stats.clone())));
     let (original_dst, kernel) = match options.capture {
         capture::Mode::Ebpf => {
             let kernel = attach_kernel(&options, &model.borrow())?;

@@ -344,6 +344,20 @@ fn service_added_at_runtime_is_captured_without_restart() -> Result<()> {
     assert!(captured, "the new Service was never captured: {last}");
     assert_eq!(reply(&last), "other received 10");
     assert_eq!(last["peer"], LATE_VIP);
+
+    // A broken edit is rejected and the last good config keeps serving, kernel map included.
+    fs::write(
+        s.config_dir.join("late.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: late\n",
+    )?;
+    let rejected = ["strait_config_reloads_total{result=\"rejected\"} 1"];
+    let mut metrics = String::new();
+    let seen = lab::wait_until(Duration::from_secs(10), || {
+        metrics = s.metrics().unwrap_or_default();
+        rejected.iter().all(|r| metrics.contains(r))
+    });
+    assert!(seen, "the broken edit was not rejected:\n{metrics}");
+    assert_eq!(reply(&s.call(&client, LATE_VIP, 10)?), "other received 10");
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 mod flags;
 pub mod kernel;
+pub mod reloads;
 
 pub use flags::ResponseFlags;
 
