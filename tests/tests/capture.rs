@@ -106,6 +106,17 @@ impl Scenario {
 
     /// One call from `pod` to `to`: the agent's JSON report.
     fn call(&mut self, pod: &Pod, to: &str, send: usize) -> Result<Value> {
+        self.call_within(pod, to, send, Duration::from_secs(5))
+    }
+
+    /// A call that gives up after `timeout` (connect, and each read and write).
+    fn call_within(
+        &mut self,
+        pod: &Pod,
+        to: &str,
+        send: usize,
+        timeout: Duration,
+    ) -> Result<Value> {
         let mut cmd = self.lab.pod_command(pod, lab::lab_agent_bin());
         cmd.args([
             "call",
@@ -115,7 +126,8 @@ impl Scenario {
             &send.to_string(),
             "--count",
             "1",
-        ]);
+        ])
+        .args(["--timeout", &timeout.as_millis().to_string()]);
         let output = self.lab.output(cmd)?;
         let line = output.lines().next().context("the agent printed nothing")?;
         serde_json::from_str(line).with_context(|| format!("agent output: {line}"))
@@ -469,5 +481,42 @@ fn iptables_capture_reads_the_original_destination() -> Result<()> {
     assert_eq!(reply(&call), "other received 100", "{call}");
     // No kernel programs in this mode.
     assert!(!attached_programs(s.lab.cgroup_dir())?.contains("connect4"));
+    Ok(())
+}
+
+/// A strait that hangs (stopped, deadlocked) still holds its programs; its stale heartbeat makes
+/// the kernel stop redirecting within 2 s, and capture resumes when it does.
+#[test]
+fn fails_open_while_strait_hangs_and_recovers() -> Result<()> {
+    if !lab::require_privileges("fails_open_while_strait_hangs_and_recovers") {
+        return Ok(());
+    }
+    let mut s = Scenario::start("hang", 1)?;
+    let client = s.client.clone();
+    assert_eq!(s.call(&client, GREETER_VIP, 10)?["ok"], true);
+
+    s.strait.as_ref().unwrap().signal(Signal::SIGSTOP)?;
+    // Until the heartbeat is stale, connects land in the stopped strait's backlog: short calls.
+    let mut last = Value::Null;
+    let open = lab::wait_until(Duration::from_secs(3), || {
+        last = s
+            .call_within(&client, GREETER_VIP, 10, Duration::from_millis(200))
+            .unwrap_or(Value::Null);
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable"))
+    });
+    assert!(open, "a hung strait still receives connects: {last}");
+    assert!(
+        attached_programs(s.lab.cgroup_dir())?.contains("connect4"),
+        "programs stay attached"
+    );
+
+    s.strait.as_ref().unwrap().signal(Signal::SIGCONT)?;
+    let captured = lab::wait_until(Duration::from_secs(3), || {
+        last = s.call(&client, GREETER_VIP, 10).unwrap_or(Value::Null);
+        last["ok"] == true
+    });
+    assert!(captured, "capture did not resume: {last}");
     Ok(())
 }
