@@ -45,11 +45,11 @@ impl Scenario {
         let mut greeters = Vec::new();
         for i in 0..replicas {
             let pod = lab.add_pod(&format!("greeter-{i}"))?;
-            serve(&mut lab, &pod, &format!("greeter-{i}"))?;
+            lab.serve_agent(&pod, BACKEND_PORT, &format!("greeter-{i}"))?;
             greeters.push(pod);
         }
         let other = lab.add_pod("other")?;
-        serve(&mut lab, &other, "other")?;
+        lab.serve_agent(&other, BACKEND_PORT, "other")?;
         let client = lab.add_pod("client")?;
         let outsider = lab.add_uncaptured_pod("outsider")?;
 
@@ -117,20 +117,7 @@ impl Scenario {
         send: usize,
         timeout: Duration,
     ) -> Result<Value> {
-        let mut cmd = self.lab.pod_command(pod, lab::lab_agent_bin());
-        cmd.args([
-            "call",
-            "--to",
-            to,
-            "--send",
-            &send.to_string(),
-            "--count",
-            "1",
-        ])
-        .args(["--timeout", &timeout.as_millis().to_string()]);
-        let output = self.lab.output(cmd)?;
-        let line = output.lines().next().context("the agent printed nothing")?;
-        serde_json::from_str(line).with_context(|| format!("agent output: {line}"))
+        self.lab.agent_call(pod, to, send, timeout)
     }
 
     fn metrics(&self) -> Result<String> {
@@ -146,24 +133,6 @@ impl Drop for Scenario {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.config_dir);
     }
-}
-
-fn serve(lab: &mut Lab, pod: &Pod, name: &str) -> Result<()> {
-    let mut cmd = lab.pod_command(pod, lab::lab_agent_bin());
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("0.0.0.0:{BACKEND_PORT}"),
-        "--name",
-        name,
-    ]);
-    let mut child = lab.spawn(cmd)?;
-    lab::wait_for_line(
-        &mut child,
-        |l| l.starts_with("listening"),
-        Duration::from_secs(10),
-    )?;
-    Ok(())
 }
 
 fn service_yaml(name: &str, vip: &str, app: &str, pod_ips: &[Ipv4Addr]) -> String {

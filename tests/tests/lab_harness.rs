@@ -14,7 +14,6 @@ use serde_json::Value;
 use strait_tests::lab::{self, Lab, Pod};
 
 const PORT: u16 = 8080;
-const READY: Duration = Duration::from_secs(10);
 
 #[test]
 fn pods_reach_each_other_and_nothing_else() -> Result<()> {
@@ -184,21 +183,12 @@ impl Made {
 
 /// Starts a server in `pod` and waits until it listens; returns its pid.
 fn serve(lab: &mut Lab, pod: &Pod) -> Result<u32> {
-    let mut cmd = lab.pod_command(pod, lab::lab_agent_bin());
-    cmd.args(["serve", "--listen", &format!("0.0.0.0:{PORT}")])
-        .args(["--name", &pod.name]);
-    let mut server = lab.spawn(cmd)?;
-    lab::wait_for_line(&mut server, |l| l.starts_with("listening"), READY)?;
-    Ok(server.pid())
+    Ok(lab.serve_agent(pod, PORT, &pod.name)?.pid())
 }
 
 /// One call from `pod`: the agent's JSON report.
 fn call(lab: &mut Lab, pod: &Pod, to: &str, send: usize) -> Result<Value> {
-    let cmd = lab.pod_command(pod, lab::lab_agent_bin());
-    let send = send.to_string();
-    let output = lab.output(with_args(cmd, &["call", "--to", to, "--send", &send]))?;
-    let line = output.lines().next().context("the agent printed nothing")?;
-    serde_json::from_str(line).with_context(|| format!("agent output: {line}"))
+    lab.agent_call(pod, to, send, Duration::from_secs(5))
 }
 
 fn with_args(mut cmd: Command, args: &[&str]) -> Command {

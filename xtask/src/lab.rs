@@ -93,11 +93,7 @@ fn on_stop_signals() -> Result<()> {
 fn start_replica(lab: &mut Lab, name: &str, manifests: &Path) -> Result<()> {
     let pod = lab.add_pod(name)?;
     check_manifest_address(manifests, &pod)?;
-    let mut cmd = lab.pod_command(&pod, lab::lab_agent_bin());
-    cmd.args(["serve", "--listen", &format!("0.0.0.0:{REPLICA_PORT}")])
-        .args(["--name", name]);
-    let mut replica = lab.spawn(cmd)?;
-    lab::wait_for_line(&mut replica, |l| l.starts_with("listening"), READY_TIMEOUT)?;
+    lab.serve_agent(&pod, REPLICA_PORT, name)?;
     Ok(())
 }
 

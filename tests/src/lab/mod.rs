@@ -13,6 +13,7 @@
 //! [`Lab`]'s `Drop` stops its processes and removes everything it made, also when a test panics.
 //! Leftovers of killed runs are found by name (see [`Lab::down_leftovers`]).
 
+mod agent;
 mod bins;
 mod cgroup;
 mod child;
