@@ -489,3 +489,48 @@ fn fails_open_while_strait_hangs_and_recovers() -> Result<()> {
     assert!(captured, "capture did not resume: {last}");
     Ok(())
 }
+
+/// Runs a Python snippet in `pod` and returns what it printed (the lab has no other IPv6 or UDP
+/// client; Python is on every machine these tests run on).
+fn python(s: &mut Scenario, pod: &Pod, code: &str) -> Result<String> {
+    let mut cmd = s.lab.pod_command(pod, "python3");
+    cmd.args(["-c", code]);
+    Ok(s.lab.output(cmd)?.trim().to_string())
+}
+
+#[test]
+fn dual_stack_sockets_are_captured_and_udp_is_not() -> Result<()> {
+    if !lab::require_privileges("dual_stack_sockets_are_captured_and_udp_is_not") {
+        return Ok(());
+    }
+    let mut s = Scenario::start("v6", 1)?;
+    let client = s.client.clone();
+    // An IPv6 socket to the IPv4-mapped VIP (what Java and Python dual-stack clients do): connect6
+    // redirects it, getpeername6 shows the VIP, and the reply comes from the Service.
+    let v6 = python(
+        &mut s,
+        &client,
+        "import socket\n\
+         c = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n\
+         c.settimeout(5)\n\
+         c.connect(('::ffff:10.96.0.10', 80))\n\
+         peer = c.getpeername()\n\
+         c.sendall(b'x' * 7)\n\
+         c.shutdown(socket.SHUT_WR)\n\
+         reply = b''\n\
+         while chunk := c.recv(100): reply += chunk\n\
+         print(peer[0], peer[1], reply.decode().strip())",
+    )?;
+    assert_eq!(v6, "::ffff:10.96.0.10 80 greeter-0 received 7");
+    // UDP to the VIP is never captured: routed like any address, and the lab has no route.
+    let udp = python(
+        &mut s,
+        &client,
+        "import socket\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         try:\n    u.connect(('10.96.0.10', 80)); print('connected', u.getpeername())\n\
+         except OSError as e: print('error', e.errno)",
+    )?;
+    assert_eq!(udp, format!("error {}", libc::ENETUNREACH));
+    Ok(())
+}
