@@ -17,11 +17,13 @@ use tracing::{error, info, warn};
 
 use crate::{
     admin::{self, AdminState, Scope},
-    balance::RoundRobin,
+    balance::{Balancers, RoundRobin},
     capture::{self, ebpf::KernelCapture, OriginalDst},
     config::{self, Model},
+    l7::L7Proxy,
     listener::Outbound,
     telemetry::{kernel::KernelCollector, reloads::ReloadCollector, Metrics},
+    upstream::pool::Pool,
 };
 
 /// Everything `strait run` needs, resolved from the command line.
@@ -77,6 +79,11 @@ pub async fn run(options: RunOptions) -> Result<()> {
         balancer: RoundRobin::default(),
         metrics: metrics.tcp.clone(),
         connect_timeout: options.connect_timeout,
+        l7: Arc::new(L7Proxy {
+            model: model.clone(),
+            balancers: Balancers::default(),
+            pool: Pool::default(),
+        }),
     });
     let state = Arc::new(AdminState {
         metrics,

@@ -23,6 +23,13 @@ impl Protocol {
         matches!(self, Self::Grpc | Self::GrpcWeb | Self::Http2 | Self::Http)
     }
 
+    /// Whether clients speak HTTP/2 with prior knowledge on the port (gRPC, h2c): served by the
+    /// HTTP/2 path today. HTTP/1.1 ports (http, grpc-web) are relayed as TCP until the HTTP/1
+    /// path lands.
+    pub fn is_h2(self) -> bool {
+        matches!(self, Self::Grpc | Self::Http2)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Grpc => "grpc",

@@ -2,7 +2,8 @@
 //!
 //! The modules follow a connection: [`capture`] (kernel programs, original destination) ->
 //! [`listener`] (accept) -> [`classify`] (what protocol a Service port speaks) -> [`route`] (which
-//! Service port) -> [`balance`] (which endpoint) -> [`upstream`] (connect and relay), with
+//! Service port) -> [`l7`] (per-request HTTP/2 for gRPC ports) -> [`balance`] (which endpoint) ->
+//! [`upstream`] (connect and relay, HTTP/2 pools), with
 //! [`config`], [`telemetry`] and [`admin`] beside them, and [`app`] wiring them together.
 
 pub mod admin;
@@ -11,6 +12,7 @@ pub mod balance;
 pub mod capture;
 pub mod classify;
 pub mod config;
+pub mod l7;
 pub mod listener;
 pub mod route;
 pub mod telemetry;

@@ -1,5 +1,7 @@
 //! The outbound listener: where captured connections arrive. Each connection is routed by its
-//! original destination and relayed to an endpoint of that Service port.
+//! original destination: gRPC and HTTP/2 ports go to the L7 path ([`crate::l7`]), the others
+//! are relayed to an endpoint of the Service port. An uncaptured connection is served only if it
+//! speaks HTTP/2, routed by `:authority`.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -14,6 +16,7 @@ use crate::{
     balance::RoundRobin,
     capture::OriginalDst,
     config::Model,
+    l7::{self, Destination, L7Proxy},
     route::{self, TcpRoute},
     telemetry::{ResponseFlags, TcpLabels, TcpMetrics},
     upstream,
@@ -26,6 +29,7 @@ pub struct Outbound {
     pub balancer: RoundRobin,
     pub metrics: Arc<TcpMetrics>,
     pub connect_timeout: Duration,
+    pub l7: Arc<L7Proxy>,
 }
 
 /// Endpoints tried for one connection before giving up with UF.
@@ -59,19 +63,38 @@ impl Outbound {
     }
 
     async fn handle(&self, client: TcpStream, client_addr: SocketAddr) {
-        let original_dst = self.original_dst.lookup(&client);
-        let model = self.model.borrow().clone();
-        let route = match route::tcp(&model, original_dst) {
-            Ok(route) => route,
-            Err(no_route) => {
-                // Closing is the only safe answer: relaying to the connection's own
-                // destination would make strait an open proxy.
-                warn!(client = %client_addr, %no_route, "closing connection: no route");
-                return;
-            }
-        };
         let _ = client.set_nodelay(true);
-        self.proxy_tcp(client, client_addr, route).await;
+        let Some(original_dst) = self.original_dst.lookup(&client) else {
+            // Not captured: only HTTP/2 can be routed, by each request's :authority.
+            match l7::with_h2_preface(client).await {
+                Some(client) => {
+                    self.l7
+                        .clone()
+                        .serve_h2(client, client_addr, Destination::Authority)
+                        .await
+                }
+                None => {
+                    warn!(client = %client_addr, "closing connection: no original destination and not HTTP/2")
+                }
+            }
+            return;
+        };
+        let model = self.model.borrow().clone();
+        match route::tcp(&model, Some(original_dst)) {
+            Ok(route) if route.protocol.is_h2() => {
+                let destination = Destination::OriginalDst(original_dst);
+                self.l7
+                    .clone()
+                    .serve_h2(client, client_addr, destination)
+                    .await
+            }
+            Ok(route) => self.proxy_tcp(client, client_addr, route).await,
+            // Closing is the only safe answer: relaying to the connection's own destination
+            // would make strait an open proxy.
+            Err(no_route) => {
+                warn!(client = %client_addr, %no_route, "closing connection: no route")
+            }
+        }
     }
 
     async fn proxy_tcp(&self, client: TcpStream, client_addr: SocketAddr, route: TcpRoute) {

@@ -9,9 +9,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
-use strait_tests::lab::{self, ChildHandle, Lab, Pod, Signal};
+use strait_tests::{
+    lab::{self, ChildHandle, Lab, Pod, Signal},
+    manifests,
+};
 
 const GREETER_VIP: &str = "10.96.0.10:80";
 const ECHO_VIP: &str = "10.96.0.11:80";
@@ -75,32 +78,17 @@ impl Scenario {
     }
 
     fn start_strait(&mut self, capture: Capture) -> Result<()> {
-        let mut cmd = self.lab.node_command(lab::strait_bin());
-        cmd.args(["run", "--config"])
-            .arg(&self.config_dir)
-            .arg("--outbound")
-            .arg(format!("{}:15001", self.lab.node_ip()))
-            .arg("--cgroup")
-            .arg(self.lab.cgroup_dir())
-            .args(["--admin", "127.0.0.1:15000", "--metrics", "127.0.0.1:15020"]);
-        match capture {
-            Capture::Ebpf => cmd.args(["--capture", "ebpf"]),
+        let args = match capture {
+            Capture::Ebpf => vec!["--capture".to_string(), "ebpf".into()],
             // ztunnel's in-pod mode: strait listens inside the client pod's namespace.
-            Capture::IptablesInPod => cmd
-                .args(["--capture", "iptables", "--pod-netns"])
-                .arg(format!("/var/run/netns/{}", self.client.netns())),
+            Capture::IptablesInPod => vec![
+                "--capture".to_string(),
+                "iptables".into(),
+                "--pod-netns".into(),
+                format!("/var/run/netns/{}", self.client.netns()),
+            ],
         };
-        let strait = self.lab.spawn(cmd)?;
-        let ready = lab::wait_until(Duration::from_secs(20), || {
-            matches!(
-                self.lab.http_get("http://127.0.0.1:15000/healthz/ready"),
-                Ok((200, _))
-            )
-        });
-        if !ready {
-            bail!("strait did not become ready within 20 s");
-        }
-        self.strait = Some(strait);
+        self.strait = Some(self.lab.start_strait(&self.config_dir, &args)?);
         Ok(())
     }
 
@@ -136,21 +124,19 @@ impl Drop for Scenario {
 }
 
 fn service_yaml(name: &str, vip: &str, app: &str, pod_ips: &[Ipv4Addr]) -> String {
-    let vip: SocketAddr = vip.parse().unwrap();
-    let mut yaml = format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  \
-         clusterIP: {ip}\n  selector:\n    app: {app}\n  ports:\n  - name: tcp-{name}\n    port: {port}\n    \
-         targetPort: {BACKEND_PORT}\n",
-        ip = vip.ip(),
-        port = vip.port(),
-    );
-    for (i, ip) in pod_ips.iter().enumerate() {
-        yaml += &format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {app}-{i}\n  namespace: default\n  labels:\n    \
-             app: {app}\nspec:\n  containers:\n  - name: app\n    image: agent\nstatus:\n  phase: Running\n  podIP: {ip}\n"
-        );
-    }
-    yaml
+    let service = manifests::Service {
+        name,
+        app,
+        vip: vip.parse().unwrap(),
+        port_name: &format!("tcp-{name}"),
+        app_protocol: None,
+        target_port: &BACKEND_PORT,
+    };
+    let pods = pod_ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| manifests::pod(&format!("{app}-{i}"), app, ip, &[]));
+    manifests::documents(std::iter::once(service.yaml()).chain(pods))
 }
 
 fn tempdir(name: &str) -> Result<PathBuf> {

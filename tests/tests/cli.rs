@@ -3,14 +3,14 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
 use anyhow::Result;
-use strait_tests::lab::{self, ChildProcess};
+use strait_tests::lab::{self, LocalStrait};
 
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -92,40 +92,12 @@ fn validate_exit_codes() -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn without_capture_an_unroutable_connection_is_closed_not_relayed() -> Result<()> {
-    let (outbound, admin, metrics) = (free_port(), free_port(), free_port());
-    let mut cmd = Command::new(lab::strait_bin());
-    cmd.args([
-        "run",
-        "--no-ebpf",
-        "--config",
-        &fixture("seed-manifests.yaml"),
-    ])
-    .args(["--outbound", &format!("127.0.0.1:{outbound}")])
-    .args(["--admin", &format!("127.0.0.1:{admin}")])
-    .args(["--metrics", &format!("127.0.0.1:{metrics}")])
-    .stdout(Stdio::null());
-    let strait = ChildProcess::spawn(cmd, "strait")?;
-    let ready = lab::wait_until(Duration::from_secs(20), || {
-        lab::http_get_local(&format!("http://127.0.0.1:{metrics}/healthz/ready"))
-            .is_ok_and(|(code, _)| code == 200)
-    });
-    assert!(
-        ready,
-        "strait never became ready:{}",
-        strait.stderr_report()
-    );
+    let strait = LocalStrait::start(Path::new(&fixture("seed-manifests.yaml")), &[] as &[&str])?;
+    let (outbound, admin, metrics) = (strait.outbound, strait.admin, strait.metrics);
 
-    let mut conn = TcpStream::connect(("127.0.0.1", outbound))?;
+    let mut conn = TcpStream::connect(outbound)?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let _ = conn.write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n");
     let mut buf = Vec::new();
@@ -135,10 +107,10 @@ fn without_capture_an_unroutable_connection_is_closed_not_relayed() -> Result<()
         Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
     }
     // The admin port has the metrics too; the metrics port has no config dump.
-    let (code, body) = lab::http_get_local(&format!("http://127.0.0.1:{admin}/stats/prometheus"))?;
+    let (code, body) = lab::http_get_local(&format!("http://{admin}/stats/prometheus"))?;
     assert_eq!(code, 200);
     assert!(body.contains("# EOF"), "{body}");
-    let (code, _) = lab::http_get_local(&format!("http://127.0.0.1:{metrics}/config_dump"))?;
+    let (code, _) = lab::http_get_local(&format!("http://{metrics}/config_dump"))?;
     assert_eq!(code, 404);
     Ok(())
 }

@@ -25,8 +25,7 @@ const REPLICAS: usize = 3;
 const REPLICA_PORT: u16 = 8080;
 const SERVICE: &str = "10.96.0.10:80";
 const CALL_EVERY_MS: &str = "2000";
-const ADMIN: &str = "127.0.0.1:15000";
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const ADMIN: &str = lab::STRAIT_ADMIN;
 const STRAIT_GRACE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(200);
 
@@ -69,7 +68,7 @@ pub fn run() -> Result<()> {
     outcome
 }
 
-fn ensure_root() -> Result<()> {
+pub(crate) fn ensure_root() -> Result<()> {
     ensure!(
         lab::is_root(),
         "the lab needs root (network namespaces, cgroups, BPF): run it as root"
@@ -77,8 +76,8 @@ fn ensure_root() -> Result<()> {
     Ok(())
 }
 
-/// Ctrl-C (and SIGTERM, SIGHUP) end the lab's loop so that teardown runs.
-fn on_stop_signals() -> Result<()> {
+/// Ctrl-C (and SIGTERM, SIGHUP) set [`stop_requested`] instead of killing us, so teardown runs.
+pub(crate) fn on_stop_signals() -> Result<()> {
     extern "C" fn stop(_: std::ffi::c_int) {
         STOP.store(true, Ordering::Relaxed);
     }
@@ -88,6 +87,10 @@ fn on_stop_signals() -> Result<()> {
         unsafe { sigaction(signal, &action) }.with_context(|| format!("handling {signal}"))?;
     }
     Ok(())
+}
+
+pub(crate) fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
 }
 
 fn start_replica(lab: &mut Lab, name: &str, manifests: &Path) -> Result<()> {
@@ -112,24 +115,8 @@ fn check_manifest_address(manifests: &Path, pod: &Pod) -> Result<()> {
 }
 
 fn start_strait(lab: &mut Lab, manifests: &Path) -> Result<ChildHandle> {
-    let mut cmd = lab.node_command(lab::strait_bin());
-    cmd.arg("run")
-        .arg("--config")
-        .arg(manifests)
-        .arg("--outbound")
-        .arg(format!("{}:15001", lab.node_ip()))
-        .arg("--cgroup")
-        .arg(lab.cgroup_dir())
-        .args(["--admin", ADMIN])
-        .arg("--metrics")
-        .arg(format!("{}:15020", lab.node_ip()));
-    let strait = lab.spawn(cmd)?;
+    let strait = lab.start_strait(manifests, &[] as &[&str])?;
     strait.echo("[strait]");
-    lab.wait_ready(
-        &strait,
-        &format!("http://{ADMIN}/healthz/ready"),
-        READY_TIMEOUT,
-    )?;
     Ok(strait)
 }
 
@@ -160,7 +147,7 @@ fn stream_calls(lab: &mut Lab, client: &Pod, strait: &ChildHandle) -> Result<()>
         "0",
     ]);
     let mut caller = lab.spawn(cmd)?;
-    while !STOP.load(Ordering::Relaxed) {
+    while !stop_requested() {
         if let Some(status) = strait.try_wait()? {
             bail!("strait exited: {status}");
         }

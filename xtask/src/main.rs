@@ -4,7 +4,9 @@
 //! - `build-ebpf`: the kernel object, left at cargo's own output path.
 //! - `test`: everything CI checks: unit and privileged end-to-end tests, clippy, rustfmt.
 //! - `lab`: a node in a box running strait with capture on; `--down` removes every lab.
+//! - `bench capture`: eBPF capture against iptables REDIRECT and no proxy, in a lab.
 
+mod bench;
 mod cargo;
 mod ebpf;
 mod lab;
@@ -40,6 +42,11 @@ enum Task {
         #[arg(long)]
         down: bool,
     },
+    /// Benchmarks in a lab of their own (need root): a markdown table of medians.
+    Bench {
+        #[command(subcommand)]
+        bench: bench::Bench,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
         Task::Test { .. } => test(&env::args().skip(2).collect::<Vec<_>>()),
         Task::Lab { down: true } => lab::down(),
         Task::Lab { down: false } => lab::run(),
+        Task::Bench { bench } => bench::run(bench),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,9 +71,18 @@ fn main() -> ExitCode {
 /// Everything a lab runs: the kernel object, then strait (which embeds it) and the lab agent.
 /// (Not `--workspace`: the kernel crate's binary only builds for the BPF target.)
 fn build_all() -> Result<()> {
+    build_lab_bins(&[])
+}
+
+/// [`build_all`] with extra `cargo build` arguments, e.g. `--release`.
+fn build_lab_bins(cargo_args: &[&str]) -> Result<()> {
     setup::run()?;
     ebpf::build()?;
-    cargo::run(cargo::stable().args(["build", "-p", "strait", "-p", "strait-tests", "--bins"]))
+    cargo::run(
+        cargo::stable()
+            .args(["build", "-p", "strait", "-p", "strait-tests", "--bins"])
+            .args(cargo_args),
+    )
 }
 
 /// THE test command (README, CI).

@@ -106,6 +106,45 @@ const DESTINATION_RULE: &[Rule] = &[
     ("spec.workloadSelector", Unsupported),
 ];
 
+/// Where a DestinationRule holds a traffic policy: the same fields are read at each.
+const TRAFFIC_POLICY_ROOTS: &[&str] = &[
+    "spec.trafficPolicy.portLevelSettings[]",
+    "spec.trafficPolicy",
+    "spec.subsets[].trafficPolicy.portLevelSettings[]",
+    "spec.subsets[].trafficPolicy",
+];
+
+/// Under a traffic policy root.
+const TRAFFIC_POLICY: &[Rule] = &[
+    ("tls", Unsupported),
+    ("tunnel", Unsupported),
+    ("proxyProtocol", Unsupported),
+    ("retryBudget", Unsupported),
+    ("loadBalancer.localityLbSetting", Unsupported),
+    ("loadBalancer.warmupDurationSecs", Unsupported),
+    ("loadBalancer.warmup", Unsupported),
+    ("loadBalancer.consistentHash.ringHash", Unsupported),
+    ("loadBalancer.consistentHash.maglev", Unsupported),
+    ("loadBalancer.consistentHash.minimumRingSize", Unsupported),
+    (
+        "loadBalancer.consistentHash.httpCookie.attributes",
+        Unsupported,
+    ),
+    ("connectionPool.tcp.tcpKeepalive", Unsupported),
+    ("connectionPool.tcp.maxConnectionDuration", Unsupported),
+    ("connectionPool.tcp.idleTimeout", Unsupported),
+    ("connectionPool.http.useClientProtocol", Unsupported),
+    ("outlierDetection.consecutiveErrors", Unsupported),
+    (
+        "outlierDetection.consecutiveLocalOriginFailures",
+        Unsupported,
+    ),
+    (
+        "outlierDetection.splitExternalLocalOriginErrors",
+        Unsupported,
+    ),
+];
+
 const GATEWAY: &[Rule] = &[
     ("spec.servers[].bind", Unsupported),
     ("spec.servers[].defaultEndpoint", Unsupported),
@@ -146,11 +185,27 @@ fn covers(rule: &str, pattern: &str) -> bool {
 
 fn status(kind: Kind, field: &FieldPath) -> Status {
     let pattern = field.pattern();
-    COMMON
-        .iter()
-        .chain(rules(kind))
-        .find(|(rule, _)| covers(rule, &pattern))
-        .map_or(Unknown, |&(_, status)| status)
+    let in_policy = || (kind == Kind::DestinationRule).then(|| traffic_policy_status(&pattern))?;
+    lookup(COMMON.iter().chain(rules(kind)), &pattern)
+        .or_else(in_policy)
+        .unwrap_or(Unknown)
+}
+
+/// A DestinationRule field under one of its traffic policies, looked up relative to it.
+fn traffic_policy_status(pattern: &str) -> Option<Status> {
+    let relative = TRAFFIC_POLICY_ROOTS.iter().find_map(|root| {
+        pattern
+            .strip_prefix(root)
+            .and_then(|rest| rest.strip_prefix('.'))
+    })?;
+    lookup(TRAFFIC_POLICY, relative)
+}
+
+fn lookup<'a>(rules: impl IntoIterator<Item = &'a Rule>, pattern: &str) -> Option<Status> {
+    rules
+        .into_iter()
+        .find(|(rule, _)| covers(rule, pattern))
+        .map(|&(_, status)| status)
 }
 
 /// Warnings for the fields a document had that strait did not read.
@@ -216,6 +271,30 @@ mod tests {
             [
                 "spec.http[0].mirror: not supported by strait; ignored",
                 "spec.tcp: not supported by strait; ignored"
+            ]
+        );
+    }
+
+    #[test]
+    fn traffic_policy_fields_are_read_or_named_wherever_a_policy_is() {
+        let policy = "{connectionPool: {tcp: {maxConnections: 1, tcpKeepalive: {time: 7200s}}, \
+                      http: {maxRetries: 3, useClientProtocol: true}}, tls: {mode: ISTIO_MUTUAL}, \
+                      loadBalancer: {simple: RANDOM, warmupDurationSecs: 10s}, \
+                      outlierDetection: {consecutive5xxErrors: 3, consecutiveErorrs: 2}}";
+        let dr = format!(
+            "metadata: {{name: d}}\nspec: {{host: a, trafficPolicy: {{portLevelSettings: [\
+             {{port: {{number: 80}}, connectionPool: {{tcp: {{maxConections: 1}}}}}}]}}, \
+             subsets: [{{name: v1, trafficPolicy: {policy}}}]}}"
+        );
+        assert_eq!(
+            warnings::<resources::DestinationRule>(Kind::DestinationRule, &dr),
+            [
+                "spec.trafficPolicy.portLevelSettings[0].connectionPool.tcp.maxConections: unknown field; ignored",
+                "spec.subsets[0].trafficPolicy.connectionPool.tcp.tcpKeepalive: not supported by strait; ignored",
+                "spec.subsets[0].trafficPolicy.connectionPool.http.useClientProtocol: not supported by strait; ignored",
+                "spec.subsets[0].trafficPolicy.tls: not supported by strait; ignored",
+                "spec.subsets[0].trafficPolicy.loadBalancer.warmupDurationSecs: not supported by strait; ignored",
+                "spec.subsets[0].trafficPolicy.outlierDetection.consecutiveErorrs: unknown field; ignored",
             ]
         );
     }

@@ -3,8 +3,9 @@
 //! The path: files and directories ([`load`]) are split into YAML documents
 //! ([`documents`] says how they are numbered), each decoded into the resource its apiVersion and
 //! kind name ([`resources`]), checked ([`validate`]), and resolved into a [`Model`]: Services,
-//! their ports classified ([`crate::classify`]) and their endpoints. [`watch()`] follows the
-//! files and publishes a new model on every good change.
+//! their ports classified ([`crate::classify`]), their endpoints, and the DestinationRule
+//! traffic policy for each ([`policy`]). [`watch()`] follows the files and publishes a new
+//! model on every good change.
 //!
 //! Problems are [`Diagnostic`]s, one line each: `error|warning: FILE#DOC KIND/NAMESPACE/NAME:
 //! FIELD: message`.
@@ -29,9 +30,11 @@ mod hosts;
 mod kinds;
 mod load;
 mod model;
+pub mod policy;
 pub mod precedence;
 mod read;
 pub mod resources;
+mod rules;
 mod validate;
 mod watch;
 
@@ -43,6 +46,7 @@ pub use self::{
     kinds::Kind,
     load::{load, load_str, LoadError, Loaded},
     model::{Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
+    policy::{ConnectionPool, H2UpgradePolicy, OutlierDetection, TrafficPolicy},
     watch::{watch, ConfigWatch, ReloadStats, WatchError, DEBOUNCE},
 };
 

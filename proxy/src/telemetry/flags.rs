@@ -16,6 +16,10 @@ impl ResponseFlags {
     pub const UPSTREAM_CONNECT_FAILURE: Self = Self("UF");
     /// No route configured for the destination.
     pub const NO_ROUTE: Self = Self("NR");
+    /// Upstream overflow: the connection pool's limits were reached.
+    pub const UPSTREAM_OVERFLOW: Self = Self("UO");
+    /// The upstream reset the stream or connection.
+    pub const UPSTREAM_RESET: Self = Self("UR");
 
     pub fn as_str(self) -> &'static str {
         self.0

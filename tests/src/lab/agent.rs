@@ -50,4 +50,23 @@ impl Lab {
         let line = output.lines().next().context("the agent printed nothing")?;
         serde_json::from_str(line).with_context(|| format!("agent output: {line}"))
     }
+
+    /// Starts the load generator in `pod`: `workers` loops of short connections to `to` for
+    /// `warmup`, then `measure`. It prints `measuring` when the warm-up ends, then one JSON
+    /// summary (`connections`, `errors`, `first_error`, `conns_per_s`, `p50_us`, `p99_us`).
+    pub fn spawn_agent_bench(
+        &mut self,
+        pod: &Pod,
+        to: &str,
+        workers: usize,
+        warmup: Duration,
+        measure: Duration,
+    ) -> Result<ChildHandle> {
+        let mut cmd = self.pod_command(pod, lab_agent_bin());
+        cmd.args(["bench", "--to", to])
+            .args(["--workers", &workers.to_string()])
+            .args(["--warmup", &warmup.as_secs_f64().to_string()])
+            .args(["--duration", &measure.as_secs_f64().to_string()]);
+        self.spawn(cmd)
+    }
 }

@@ -12,6 +12,11 @@ pub fn lab_agent_bin() -> PathBuf {
     built_bin("strait-lab-agent")
 }
 
+/// The `strait-greeter` binary: the Rust gRPC Greeter server and client.
+pub fn greeter_bin() -> PathBuf {
+    built_bin("strait-greeter")
+}
+
 /// `CARGO_BIN_EXE_<name>` when set, else the binary next to the running executable: test
 /// executables live in `target/<profile>/deps`, binaries and xtask in `target/<profile>`.
 fn built_bin(name: &str) -> PathBuf {

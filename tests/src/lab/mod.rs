@@ -21,6 +21,7 @@ mod http;
 mod names;
 mod netns;
 mod privileges;
+mod strait;
 
 use std::{
     ffi::OsStr,
@@ -36,11 +37,14 @@ use std::{
 
 use anyhow::{bail, ensure, Context, Result};
 
-pub use bins::{lab_agent_bin, strait_bin};
+pub use bins::{greeter_bin, lab_agent_bin, strait_bin};
 pub use child::{wait_for_line, wait_until, ChildHandle, ChildProcess, Signal};
 pub use http::http_get_local;
 pub use names::RESOURCE_PREFIX;
-pub use privileges::{cgroup2_root, ensure_bpffs, is_root, require_privileges, REQUIRE_ENV};
+pub use privileges::{
+    cgroup2_root, ensure_bpffs, is_root, require_privileges, skip_or_fail, REQUIRE_ENV,
+};
+pub use strait::{free_local_addr, LocalStrait, OUTBOUND_PORT, STRAIT_ADMIN};
 
 use child::{Process, STOP_GRACE};
 use names::{Names, BRIDGE, POD_IFACE};

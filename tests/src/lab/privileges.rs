@@ -22,9 +22,12 @@ pub fn is_root() -> bool {
 /// process's stderr (the test harness would swallow `eprintln!` of a passing test) and returns
 /// false, or panics when [`REQUIRE_ENV`] is set.
 pub fn require_privileges(test: &str) -> bool {
-    let Some(missing) = missing_privilege() else {
-        return true;
-    };
+    missing_privilege().is_none_or(|missing| skip_or_fail(test, &missing))
+}
+
+/// Says loudly that `test` is skipped because `missing`, and returns `false` (run nothing); or
+/// panics when [`REQUIRE_ENV`] is set (CI), where a skip would hide a missing install step.
+pub fn skip_or_fail(test: &str, missing: &str) -> bool {
     if env::var_os(REQUIRE_ENV).is_some_and(|v| v != "0") {
         panic!("{test}: {missing}, and {REQUIRE_ENV} forbids skipping");
     }

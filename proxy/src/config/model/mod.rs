@@ -4,7 +4,7 @@
 mod endpoints;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, SocketAddr},
 };
 
@@ -12,7 +12,9 @@ pub use self::endpoints::EndpointSource;
 pub(crate) use self::endpoints::{selected, Workload};
 use super::{
     hosts::{self, split_authority, Host, ServiceName},
+    policy::TrafficPolicy,
     resources::{self, PortProtocol, Resources, TargetPort},
+    rules::{DestinationRules, Merged},
 };
 use crate::classify::{classify, Classification};
 
@@ -33,6 +35,10 @@ pub struct ServicePort {
     pub classification: Classification,
     /// Sorted, so two loads of the same files give the same order.
     pub endpoints: Vec<Endpoint>,
+    /// From the DestinationRule for the Service, for this port.
+    pub traffic_policy: TrafficPolicy,
+    /// For each subset the DestinationRule defines: the host's policy under the subset's own.
+    pub subset_policies: BTreeMap<String, TrafficPolicy>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +62,7 @@ impl Service {
             .filter(|port| port.protocol == PortProtocol::Tcp)
     }
 
-    fn build(service: &resources::Service, resources: &Resources) -> Self {
+    fn build(service: &resources::Service, resources: &Resources, rules: &Merged<'_>) -> Self {
         let workloads = selected(service, resources);
         Self {
             name: service.metadata.name.clone(),
@@ -71,13 +77,17 @@ impl Service {
                 .spec
                 .ports
                 .iter()
-                .map(|port| build_port(port, &workloads))
+                .map(|port| build_port(port, &workloads, rules))
                 .collect(),
         }
     }
 }
 
-fn build_port(port: &resources::ServicePort, workloads: &[Workload<'_>]) -> ServicePort {
+fn build_port(
+    port: &resources::ServicePort,
+    workloads: &[Workload<'_>],
+    rules: &Merged<'_>,
+) -> ServicePort {
     let mut endpoints: Vec<Endpoint> = workloads
         .iter()
         .filter_map(|workload| {
@@ -89,8 +99,21 @@ fn build_port(port: &resources::ServicePort, workloads: &[Workload<'_>]) -> Serv
         })
         .collect();
     endpoints.sort();
+    let number = port.port.get();
+    let subset_policies = rules
+        .subsets
+        .iter()
+        .map(|subset| {
+            let policy = TrafficPolicy::resolve(
+                rules.traffic_policy,
+                subset.traffic_policy.as_ref(),
+                number,
+            );
+            (subset.name.clone(), policy)
+        })
+        .collect();
     ServicePort {
-        port: port.port.get(),
+        port: number,
         name: port.name.clone(),
         protocol: port.protocol,
         target_port: port
@@ -99,6 +122,8 @@ fn build_port(port: &resources::ServicePort, workloads: &[Workload<'_>]) -> Serv
             .unwrap_or(TargetPort::Number(port.port)),
         classification: classify(port.app_protocol.as_deref(), port.name.as_deref()),
         endpoints,
+        traffic_policy: TrafficPolicy::resolve(rules.traffic_policy, None, number),
+        subset_policies,
     }
 }
 
@@ -157,9 +182,15 @@ impl Model {
     /// Resolves validated resources. Should two Services claim the same name or address anyway,
     /// the first in load order keeps it.
     pub fn from_resources(resources: &Resources) -> Self {
+        let rules = DestinationRules::new(resources);
         let mut services: Vec<Service> = resources
             .of::<resources::Service>()
-            .map(|service| Service::build(service.resource, resources))
+            .map(|service| {
+                let meta = &service.resource.metadata;
+                let fqdn = hosts::fqdn(&meta.name, &meta.namespace);
+                let merged = Merged::of(rules.for_service(&fqdn));
+                Service::build(service.resource, resources, &merged)
+            })
             .collect();
         // Stable: among duplicates the first in load order comes first, and dedup keeps it.
         services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -236,6 +267,21 @@ impl Model {
                 .or_else(|| only(service.tcp_ports()))?,
         };
         Some(ServicePortRef { service, port })
+    }
+
+    /// The traffic policy in effect for a Service port: its DestinationRule's, with Istio's
+    /// defaults for what it does not set.
+    pub fn traffic_policy<'a>(&self, service: &ServicePortRef<'a>) -> &'a TrafficPolicy {
+        &service.port.traffic_policy
+    }
+
+    /// The policy for a subset of a Service port; `None` when no DestinationRule defines it.
+    pub fn subset_traffic_policy<'a>(
+        &self,
+        service: &ServicePortRef<'a>,
+        subset: &str,
+    ) -> Option<&'a TrafficPolicy> {
+        service.port.subset_policies.get(subset)
     }
 
     /// Every (cluster IP, TCP port): what the kernel must capture. Sorted.

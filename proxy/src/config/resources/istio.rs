@@ -1,12 +1,13 @@
-//! Istio `networking.istio.io` kinds. WorkloadEntry is used now; VirtualService, DestinationRule
-//! and Gateway are decoded and cross-checked, and a later issue gives them behaviour. Durations
-//! stay strings until then; `trafficPolicy` stays untyped YAML until then too.
+//! Istio `networking.istio.io` kinds. WorkloadEntry and DestinationRule traffic policies are
+//! used now (the policy itself is [`TrafficPolicy`]); VirtualService and Gateway are
+//! decoded and cross-checked, and a later issue gives them behaviour. Their durations stay
+//! strings until then.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::Deserialize;
 
-use super::{Labels, ObjectMeta, PortNumber};
+use super::{Labels, ObjectMeta, PortNumber, TrafficPolicy};
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct WorkloadEntry {
@@ -148,7 +149,8 @@ pub struct DestinationRuleSpec {
     pub host: String,
     #[serde(default)]
     pub subsets: Vec<Subset>,
-    pub traffic_policy: Option<serde_yaml::Value>,
+    /// Boxed: the largest part of any resource, and most documents are not DestinationRules.
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -157,7 +159,8 @@ pub struct Subset {
     pub name: String,
     #[serde(default)]
     pub labels: Labels,
-    pub traffic_policy: Option<serde_yaml::Value>,
+    /// Overrides the host's policy part by part (see [`crate::config::policy`]).
+    pub traffic_policy: Option<TrafficPolicy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

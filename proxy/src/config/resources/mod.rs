@@ -2,13 +2,14 @@
 
 mod istio;
 mod kube;
+mod traffic_policy;
 mod values;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub use self::{istio::*, kube::*, values::*};
+pub use self::{istio::*, kube::*, traffic_policy::*, values::*};
 use super::{
     decode::{decode, DecodeError, Decoded},
     diagnostics::{Source, Subject},

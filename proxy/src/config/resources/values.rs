@@ -1,7 +1,13 @@
 //! Field values that are checked as they are decoded, so a resource that decodes cannot hold
 //! them wrong: the error names the field, like any other wrong type.
 
-use std::{fmt, net::IpAddr, num::NonZeroU16, str::FromStr, time::SystemTime};
+use std::{
+    fmt,
+    net::IpAddr,
+    num::{NonZeroU16, NonZeroU32},
+    str::FromStr,
+    time::{Duration, SystemTime},
+};
 
 use serde::{
     de::{self, Unexpected, Visitor},
@@ -147,6 +153,101 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// An Istio duration (`10s`, `1.5s`, `100ms`, `1h30m`): Go's `time.ParseDuration` syntax, at
+/// least 1 ms and in whole milliseconds, as Istio's validation requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IstioDuration(Duration);
+
+impl IstioDuration {
+    const EXPECTED: &str =
+        "a duration like 10s, 1.5s or 100ms, at least 1ms, in whole milliseconds";
+    /// Go's units; humantime also reads days, months and years, which Istio refuses.
+    const UNITS: &[&str] = &["ns", "us", "µs", "ms", "s", "m", "h"];
+
+    pub fn get(self) -> Duration {
+        self.0
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let units_ok = text
+            .split(|c: char| c.is_ascii_digit() || c == '.')
+            .filter(|unit| !unit.is_empty())
+            .all(|unit| Self::UNITS.contains(&unit));
+        let duration = humantime::parse_duration(text).ok().filter(|_| units_ok)?;
+        let whole_ms = duration.subsec_nanos() % 1_000_000 == 0;
+        (duration >= Duration::from_millis(1) && whole_ms).then_some(Self(duration))
+    }
+}
+
+impl<'de> Deserialize<'de> for IstioDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text)
+            .ok_or_else(|| de::Error::invalid_value(Unexpected::Str(&text), &Self::EXPECTED))
+    }
+}
+
+/// An Istio connection pool count (an `int32` that must not be negative), where 0 means "not
+/// set": Istio then applies its default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolLimit(Option<NonZeroU32>);
+
+impl PoolLimit {
+    /// `None` when 0 (not set).
+    pub fn get(self) -> Option<NonZeroU32> {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for PoolLimit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = i64::deserialize(deserializer)?;
+        i32::try_from(value)
+            .ok()
+            .and_then(|value| u32::try_from(value).ok())
+            .map(|value| Self(NonZeroU32::new(value)))
+            .ok_or_else(|| {
+                de::Error::invalid_value(
+                    Unexpected::Signed(value),
+                    &"a non-negative integer up to 2147483647",
+                )
+            })
+    }
+}
+
+/// A whole percentage, 0 to 100.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IntPercent(u8);
+
+impl IntPercent {
+    pub const fn new(percent: u8) -> Option<Self> {
+        if percent <= 100 {
+            Some(Self(percent))
+        } else {
+            None
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl fmt::Display for IntPercent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for IntPercent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = i64::deserialize(deserializer)?;
+        u8::try_from(value).ok().and_then(Self::new).ok_or_else(|| {
+            de::Error::invalid_value(Unexpected::Signed(value), &"a percentage from 0 to 100")
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +300,44 @@ mod tests {
             Some("fd00::a".parse().unwrap())
         );
         assert!(from_yaml::<ClusterIp>("10.96.0").is_err());
+    }
+
+    #[test]
+    fn istio_durations() {
+        let parse = |text: &str| from_yaml::<IstioDuration>(text).map(IstioDuration::get);
+        assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse("1ms"), Ok(Duration::from_millis(1)));
+        for bad in [
+            "500us", "1.0005s", "0s", "10", "1d", "1 h", "soon", "-1s", "5",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("expected a duration like 10s"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn pool_limits() {
+        let parse = |text: &str| from_yaml::<PoolLimit>(text).map(|l| l.get().map(|n| n.get()));
+        assert_eq!(parse("100"), Ok(Some(100)));
+        assert_eq!(parse("0"), Ok(None), "0 is not set");
+        assert_eq!(parse("2147483647"), Ok(Some(i32::MAX as u32)));
+        for bad in ["-1", "2147483648"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("a non-negative integer"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn int_percents() {
+        assert_eq!(from_yaml::<IntPercent>("100").unwrap().get(), 100);
+        assert_eq!(from_yaml::<IntPercent>("0").unwrap().to_string(), "0%");
+        for bad in ["101", "-1", "300"] {
+            let err = from_yaml::<IntPercent>(bad).unwrap_err();
+            assert!(err.contains("a percentage from 0 to 100"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Semantic checks, beyond what decoding catches. Errors drop their document (Kubernetes or
 //! Istio would reject it); warnings name what will not work as written but load anyway.
 //!
-//! - Per document: Service ports and cluster IPs; WorkloadEntry addresses.
+//! - Per document: Service ports and cluster IPs; WorkloadEntry addresses; DestinationRule
+//!   traffic policies.
 //! - Across documents: duplicates (the first in load order stays), named `targetPort`s no
-//!   selected endpoint defines, and VirtualService destinations, subsets, gateways and hosts bound
-//!   twice.
+//!   selected endpoint defines, VirtualService destinations, subsets, gateways and hosts bound
+//!   twice, and DestinationRule policies and subsets another rule for the host overrides.
 
 mod duplicates;
+mod policy;
 mod routing;
 mod services;
 
@@ -25,6 +27,7 @@ pub(crate) fn document(resource: &Resource) -> Vec<Finding> {
     match resource {
         Resource::Service(service) => services::check(service),
         Resource::WorkloadEntry(entry) => services::check_workload_entry(entry),
+        Resource::DestinationRule(rule) => policy::check(rule),
         _ => Vec::new(),
     }
 }
@@ -34,6 +37,7 @@ pub(crate) fn across(resources: &mut Resources) -> Vec<Diagnostic> {
     let mut diagnostics = duplicates::remove(resources);
     diagnostics.extend(services::check_named_target_ports(resources));
     diagnostics.extend(routing::check(resources));
+    diagnostics.extend(policy::check_merged(resources));
     diagnostics
 }
 

@@ -10,9 +10,8 @@ use crate::config::{
     diagnostics::{Diagnostic, Finding},
     hosts::{canonical_host, fqdn},
     precedence::Precedence,
-    resources::{
-        Destination, DestinationRule, Gateway, Located, Resources, Service, VirtualService,
-    },
+    resources::{Destination, Gateway, Located, Resources, Service, VirtualService},
+    rules::DestinationRules,
 };
 
 /// What a route to a missing destination does at run time, in Envoy's words.
@@ -36,7 +35,7 @@ pub(super) fn check(resources: &Resources) -> Vec<Diagnostic> {
 struct Index<'a> {
     /// Service FQDN -> its port numbers.
     services: HashMap<String, Vec<u16>>,
-    rules: HashMap<String, Vec<&'a DestinationRule>>,
+    rules: DestinationRules<'a>,
     gateways: HashSet<String>,
 }
 
@@ -61,13 +60,6 @@ impl<'a> Index<'a> {
                 },
             )
             .collect();
-        let mut rules: HashMap<String, Vec<&DestinationRule>> = HashMap::new();
-        for Located { resource: rule, .. } in resources.of::<DestinationRule>() {
-            rules
-                .entry(canonical_host(&rule.spec.host, &rule.metadata.namespace))
-                .or_default()
-                .push(rule);
-        }
         let gateways = resources
             .of::<Gateway>()
             .map(|g| {
@@ -79,7 +71,7 @@ impl<'a> Index<'a> {
             .collect();
         Self {
             services,
-            rules,
+            rules: DestinationRules::new(resources),
             gateways,
         }
     }
@@ -126,17 +118,21 @@ fn destination(
     // reported (Istio would), because the seed's server-fault routes to subset v1 of `server`,
     // which no DestinationRule defines, and the seed lists every problem it expects. Only a
     // DestinationRule that exists but lacks the subset is reported.
-    let rules = index.rules.get(&host)?;
-    if rules
-        .iter()
-        .flat_map(|rule| &rule.spec.subsets)
-        .any(|defined| &defined.name == subset)
+    let rules = index.rules.for_service(&host);
+    if rules.is_empty()
+        || rules
+            .iter()
+            .flat_map(|ranked| &ranked.rule.resource.spec.subsets)
+            .any(|defined| &defined.name == subset)
     {
         return None;
     }
     let names: Vec<String> = rules
         .iter()
-        .map(|r| format!("{}/{}", r.metadata.namespace, r.metadata.name))
+        .map(|ranked| {
+            let meta = &ranked.rule.resource.metadata;
+            format!("{}/{}", meta.namespace, meta.name)
+        })
         .collect();
     let message = format!(
         "subset {subset} is not defined by DestinationRule {} for {host}: {NO_UPSTREAM} (UH)",

@@ -167,3 +167,108 @@ fn gateway_scopes_merge_and_short_names_meet_fqdns() {
         problems[0]
     );
 }
+
+fn destination_rule(name: &str, spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}}}\nspec: {spec}\n---\n")
+}
+
+#[test]
+fn traffic_policy_values_out_of_range_name_their_field() {
+    for (field, value, expected) in [
+        (
+            "connectionPool: {tcp: {maxConnections: -1}}",
+            "spec.trafficPolicy.connectionPool.tcp.maxConnections: invalid value: integer `-1`",
+            "expected a non-negative integer up to 2147483647",
+        ),
+        (
+            "connectionPool: {tcp: {connectTimeout: 0s}}",
+            "spec.trafficPolicy.connectionPool.tcp.connectTimeout: invalid value: string \"0s\"",
+            "at least 1ms",
+        ),
+        (
+            "outlierDetection: {maxEjectionPercent: 150}",
+            "spec.trafficPolicy.outlierDetection.maxEjectionPercent: invalid value: integer `150`",
+            "a percentage from 0 to 100",
+        ),
+        (
+            "loadBalancer: {simple: FASTEST}",
+            "spec.trafficPolicy.loadBalancer.simple: unknown variant `FASTEST`",
+            "ROUND_ROBIN",
+        ),
+        (
+            "connectionPool: {http: {h2UpgradePolicy: ALWAYS}}",
+            "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy: unknown variant `ALWAYS`",
+            "DO_NOT_UPGRADE",
+        ),
+    ] {
+        let yaml = destination_rule("dr", &format!("{{host: web, trafficPolicy: {{{field}}}}}"));
+        let problems = problems(&yaml);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with(&format!(
+                "error: v.yaml#1 DestinationRule/default/dr: {value}"
+            )),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[0].contains(expected), "{}", problems[0]);
+        assert!(
+            problems[0].ends_with("the document is ignored"),
+            "{}",
+            problems[0]
+        );
+    }
+}
+
+#[test]
+fn load_balancers_strait_does_not_implement() {
+    let yaml = destination_rule(
+        "dr",
+        "{host: web, trafficPolicy: {loadBalancer: {simple: PASSTHROUGH},\
+         portLevelSettings: [{port: {number: 80}, loadBalancer: {consistentHash: {httpHeaderName: x-user}}}]},\
+         subsets: [{name: v1, trafficPolicy: {loadBalancer: {simple: RANDOM, consistentHash: {useSourceIp: true}}}}]}",
+    );
+    assert_eq!(
+        problems(&yaml),
+        [
+            "warning: v.yaml#1 DestinationRule/default/dr: spec.trafficPolicy.loadBalancer.simple: PASSTHROUGH is not supported by strait; requests are balanced by strait's default (least request, weighted by latency)",
+            "warning: v.yaml#1 DestinationRule/default/dr: spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash: not supported by strait yet; requests are balanced by strait's default (least request, weighted by latency)",
+            "error: v.yaml#1 DestinationRule/default/dr: spec.subsets[0].trafficPolicy.loadBalancer: simple and consistentHash are mutually exclusive: set one; the document is ignored",
+        ]
+    );
+}
+
+#[test]
+fn a_port_set_twice_takes_the_first_entry() {
+    let yaml = destination_rule(
+        "dr",
+        "{host: web, trafficPolicy: {portLevelSettings: [\
+         {port: {number: 80}, loadBalancer: {simple: RANDOM}},\
+         {port: {number: 81}, loadBalancer: {simple: RANDOM}},\
+         {port: {number: 80}, loadBalancer: {simple: ROUND_ROBIN}}]}}",
+    );
+    assert_eq!(
+        problems(&yaml),
+        ["warning: v.yaml#1 DestinationRule/default/dr: spec.trafficPolicy.portLevelSettings[2].port.number: port 80 already has portLevelSettings[0], which applies: this entry is ignored"]
+    );
+}
+
+#[test]
+fn rules_for_one_host_merge_first_first() {
+    let yaml = destination_rule(
+        "first",
+        "{host: web, trafficPolicy: {loadBalancer: {simple: RANDOM}}, subsets: [{name: v1}]}",
+    ) + &destination_rule(
+        "second",
+        "{host: web.default.svc.cluster.local, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}},\
+         subsets: [{name: v2}, {name: v1}]}",
+    ) + &destination_rule("elsewhere", "{host: api, trafficPolicy: {loadBalancer: {simple: RANDOM}}}");
+    let why = "DestinationRule default/first (v.yaml#1), which goes first because neither has a creationTimestamp and it comes first in load order: this one is ignored";
+    assert_eq!(
+        problems(&yaml),
+        [
+            format!("warning: v.yaml#2 DestinationRule/default/second: spec.trafficPolicy: web.default.svc.cluster.local takes its traffic policy from {why}"),
+            format!("warning: v.yaml#2 DestinationRule/default/second: spec.subsets[1].name: subset v1 of web.default.svc.cluster.local is defined by {why}"),
+        ]
+    );
+}

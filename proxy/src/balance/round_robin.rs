@@ -1,14 +1,13 @@
-//! Choosing an endpoint. Connection-level (L4) balancing is round robin per Service port; the
-//! cursor survives config reloads so a reload does not send the next connections to the same pod.
+//! Connection-level (L4) balancing: round robin per Service port, with the cursor surviving
+//! config reloads so a reload does not send the next connections to the same pod.
 
 use std::{collections::HashMap, sync::Mutex};
 
-/// Identifies a Service port across config generations.
-pub type BalanceKey = (String, u16);
+use super::BalanceKey;
 
 #[derive(Default)]
 pub struct RoundRobin {
-    cursors: Mutex<HashMap<BalanceKey, usize>>,
+    cursors: Mutex<HashMap<BalanceKey, Rotation>>,
 }
 
 impl RoundRobin {
@@ -19,12 +18,22 @@ impl RoundRobin {
             0
         } else {
             let mut cursors = self.cursors.lock().unwrap_or_else(|p| p.into_inner());
-            let cursor = cursors.entry(key.clone()).or_default();
-            let start = *cursor % len;
-            *cursor = start + 1;
-            start
+            cursors.entry(key.clone()).or_default().next(len)
         };
         (0..len).map(move |i| (start + i) % len)
+    }
+}
+
+/// A round-robin position over an endpoint set that may grow or shrink between turns.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Rotation(usize);
+
+impl Rotation {
+    /// The index whose turn it is among `len` (> 0) endpoints.
+    pub fn next(&mut self, len: usize) -> usize {
+        let index = self.0 % len;
+        self.0 = index + 1;
+        index
     }
 }
 

@@ -1,4 +1,6 @@
-//! Connecting to endpoints and relaying bytes.
+//! Connecting to endpoints: raw TCP relays for L4 ports, pooled HTTP/2 connections for L7.
+
+pub mod pool;
 
 use std::{
     io,

@@ -1,0 +1,218 @@
+//! Choosing an endpoint.
+//!
+//! - Connections (L4): [`RoundRobin`] per Service port, trying the next endpoints in turn when
+//!   a connect fails.
+//! - Requests (L7): [`Balancers`], by the DestinationRule's [`LbPolicy`]. The default is power
+//!   of two choices weighted by a peak-EWMA latency estimate, as linkerd2-proxy does: an
+//!   endpoint that answers slowly, or has many requests in flight, gets fewer new ones.
+//!
+//! Both keep their state per [`BalanceKey`] across config reloads, so a reload neither sends the
+//! next requests to the first pod again nor forgets which endpoints are slow. The endpoints are
+//! the caller's, given on every pick: the balancer holds no endpoint list that could go stale.
+//! What it remembers per endpoint (load, latency) is forgotten a while after the endpoint was
+//! last picked or drawn, which bounds it by the endpoints in recent configs.
+
+mod choose;
+mod endpoint;
+mod ewma;
+mod pool;
+mod round_robin;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    },
+    time::{Duration, Instant},
+};
+
+use fastrand::Rng;
+
+use self::{choose::candidates, pool::Pool};
+pub use self::{endpoint::Pick, round_robin::RoundRobin};
+
+/// Identifies a Service port across config generations: (Service FQDN, port). One key is one
+/// set of endpoints to balance over (a subset would get its own).
+pub type BalanceKey = (String, u16);
+
+/// How requests are spread over a Service port's endpoints: DestinationRule
+/// `trafficPolicy.loadBalancer.simple`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LbPolicy {
+    /// `ROUND_ROBIN`: each endpoint in turn.
+    RoundRobin,
+    /// `LEAST_REQUEST` (and its deprecated alias `LEAST_CONN`): power of two choices by requests
+    /// in flight, as Envoy does.
+    LeastRequest,
+    /// `RANDOM`.
+    Random,
+    /// strait's default (`UNSPECIFIED` or no `loadBalancer`): power of two choices by
+    /// peak-EWMA latency times requests in flight.
+    #[default]
+    PeakEwma,
+}
+
+impl LbPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "ROUND_ROBIN",
+            Self::LeastRequest => "LEAST_REQUEST",
+            Self::Random => "RANDOM",
+            Self::PeakEwma => "PEAK_EWMA",
+        }
+    }
+}
+
+impl fmt::Display for LbPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How often forgotten endpoints are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Per-request balancing state for every key: one per proxy, kept across config reloads.
+///
+/// State is per key rather than per endpoint address: a key is what a route balances over, as
+/// an Envoy cluster or a linkerd2-proxy balancer is, and a round-robin turn only means something
+/// within one endpoint set. An endpoint reached through two keys (a pod behind two Services) is
+/// seen by each as carrying only its own requests.
+pub struct Balancers {
+    pools: RwLock<HashMap<BalanceKey, Pool>>,
+    /// Seeds each new key's generator: random in production, fixed in tests.
+    seeds: Mutex<Rng>,
+    epoch: Instant,
+    /// When the next sweep is due, in nanoseconds since `epoch`: an atomic, so that the check
+    /// on every pick is a load.
+    next_sweep: AtomicU64,
+}
+
+impl Default for Balancers {
+    fn default() -> Self {
+        Self::with_rng(Rng::new())
+    }
+}
+
+impl Balancers {
+    /// Draws from a fixed seed, for reproducible tests.
+    pub fn with_seed(seed: u64) -> Self {
+        Self::with_rng(Rng::with_seed(seed))
+    }
+
+    fn with_rng(rng: Rng) -> Self {
+        Self {
+            pools: RwLock::default(),
+            seeds: Mutex::new(rng),
+            epoch: Instant::now(),
+            next_sweep: AtomicU64::new(nanos(SWEEP_EVERY)),
+        }
+    }
+
+    /// Picks an endpoint for one request among `endpoints` (the current config's ready
+    /// endpoints for the Service port), avoiding `avoid` when any other is available (a retry
+    /// prefers another endpoint). `None` when `endpoints` is empty.
+    pub fn pick(
+        &self,
+        key: &BalanceKey,
+        policy: LbPolicy,
+        endpoints: &[SocketAddr],
+        avoid: &[SocketAddr],
+    ) -> Option<Pick> {
+        self.pick_at(key, policy, endpoints, avoid, Instant::now())
+    }
+
+    fn pick_at(
+        &self,
+        key: &BalanceKey,
+        policy: LbPolicy,
+        endpoints: &[SocketAddr],
+        avoid: &[SocketAddr],
+        now: Instant,
+    ) -> Option<Pick> {
+        let candidates = candidates(endpoints, avoid);
+        if candidates.is_empty() {
+            return None;
+        }
+        let pick = self.with_pool(key, |pool| pool.pick(policy, &candidates, now));
+        self.sweep_if_due(now);
+        Some(pick)
+    }
+
+    /// Every endpoint the balancer remembers, by key then address: for `/clusters`. An endpoint
+    /// that left the config shows until it is forgotten.
+    pub fn snapshot(&self) -> Vec<EndpointStats> {
+        let now = Instant::now();
+        let mut stats: Vec<EndpointStats> = read(&self.pools)
+            .iter()
+            .flat_map(|(key, pool)| pool.stats(key, now))
+            .collect();
+        stats.sort_by(|a, b| (&a.key, a.endpoint).cmp(&(&b.key, b.endpoint)));
+        stats
+    }
+
+    fn with_pool<T>(&self, key: &BalanceKey, f: impl FnOnce(&Pool) -> T) -> T {
+        if let Some(pool) = read(&self.pools).get(key) {
+            return f(pool);
+        }
+        let rng = lock(&self.seeds).fork();
+        let mut pools = write(&self.pools);
+        f(pools.entry(key.clone()).or_insert_with(|| Pool::new(rng)))
+    }
+
+    /// At most once per [`SWEEP_EVERY`], by whichever pick comes first, the others going on.
+    fn sweep_if_due(&self, now: Instant) {
+        let now_nanos = nanos(now.saturating_duration_since(self.epoch));
+        let due = self.next_sweep.load(Relaxed);
+        let next = now_nanos.saturating_add(nanos(SWEEP_EVERY));
+        if now_nanos >= due
+            && self
+                .next_sweep
+                .compare_exchange(due, next, Relaxed, Relaxed)
+                .is_ok()
+        {
+            write(&self.pools).retain(|_, pool| pool.sweep(now));
+        }
+    }
+}
+
+/// One endpoint of one key, for the admin server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointStats {
+    pub key: BalanceKey,
+    pub endpoint: SocketAddr,
+    /// Requests in flight.
+    pub active: usize,
+    /// Requests sent since the endpoint was first picked (or last forgotten).
+    pub total: u64,
+    /// The peak-EWMA latency estimate, now.
+    pub ewma: Duration,
+}
+
+// The balancer's locks guard counters and estimates that stay valid whatever a panicking
+// holder left half done: recover rather than take every later request down too.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Saturates after 584 years.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! The L7 path for gRPC and HTTP/2 ports: strait terminates the client's HTTP/2 connection and
+//! sends each request (stream) on its own to an endpoint chosen for it, over pooled upstream
+//! HTTP/2 connections. A client holding one long-lived connection is balanced per call.
+
+mod body;
+pub mod grpc;
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use hyper::{body::Incoming, server::conn::http2, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite},
+    net::TcpStream,
+    sync::watch,
+};
+use tracing::debug;
+
+use crate::{
+    balance::Balancers,
+    config::{Model, ServicePortRef},
+    telemetry::ResponseFlags,
+    upstream::pool::{Limits, Pool, PoolError},
+};
+
+/// What strait answers clients with: upstream bodies, or its own.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// How a connection's requests find their Service port.
+#[derive(Clone, Copy, Debug)]
+pub enum Destination {
+    /// Captured: the original destination (cluster IP, port) decides, for every request.
+    OriginalDst(SocketAddr),
+    /// Not captured (`--no-ebpf`): each request's `:authority` decides.
+    Authority,
+}
+
+/// Shared by every L7 connection.
+pub struct L7Proxy {
+    pub model: watch::Receiver<Arc<Model>>,
+    pub balancers: Balancers,
+    pub pool: Pool,
+}
+
+impl L7Proxy {
+    /// Serves one client connection speaking HTTP/2 (prior knowledge, as gRPC does) until it
+    /// closes.
+    pub async fn serve_h2<I>(
+        self: Arc<Self>,
+        client: I,
+        client_addr: SocketAddr,
+        destination: Destination,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |request| {
+            let proxy = self.clone();
+            async move { Ok::<_, Infallible>(proxy.forward(request, destination).await) }
+        });
+        let connection = http2::Builder::new(TokioExecutor::new())
+            .adaptive_window(true)
+            .serve_connection(TokioIo::new(client), service);
+        if let Err(err) = connection.await {
+            debug!(client = %client_addr, %err, "HTTP/2 connection ended with an error");
+        }
+    }
+
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        destination: Destination,
+    ) -> Response<ProxyBody> {
+        let is_grpc = grpc::is_grpc(&request);
+        match self.try_forward(request, destination).await {
+            Ok(response) => response,
+            Err(failure) => {
+                debug!(flags = %failure.flags(), %failure, "request failed");
+                failure.response(is_grpc)
+            }
+        }
+    }
+
+    async fn try_forward(
+        &self,
+        request: Request<Incoming>,
+        destination: Destination,
+    ) -> Result<Response<ProxyBody>, Failure> {
+        let model = self.model.borrow().clone();
+        let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
+        let policy = model.traffic_policy(&port);
+        let endpoints: Vec<SocketAddr> = port.endpoints().iter().map(|e| e.addr).collect();
+        let key = (port.service().fqdn(), port.port());
+        let pick = self
+            .balancers
+            .pick(&key, policy.load_balancer, &endpoints, &[])
+            .ok_or(Failure::NoHealthyUpstream)?;
+        let endpoint = pick.endpoint();
+        let mut checkout = self
+            .pool
+            .checkout(endpoint, &Limits::from(&policy.connection_pool))
+            .await?;
+        let started = Instant::now();
+        checkout
+            .sender
+            .ready()
+            .await
+            .map_err(Failure::UpstreamReset)?;
+        let response = checkout
+            .sender
+            .send_request(request)
+            .await
+            .map_err(Failure::UpstreamReset)?;
+        if !checkout.is_first_use() {
+            pick.observe(started.elapsed());
+        }
+        Ok(response.map(|body| BoxBody::new(body::Guarded::new(body, (checkout, pick)))))
+    }
+}
+
+/// The Service port a request is for.
+fn resolve<'m>(
+    model: &'m Model,
+    destination: Destination,
+    request: &Request<Incoming>,
+) -> Option<ServicePortRef<'m>> {
+    match destination {
+        Destination::OriginalDst(addr) => model.service_port_by_addr(addr),
+        Destination::Authority => {
+            let authority = request
+                .uri()
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| request.headers().get(http::header::HOST)?.to_str().ok())?;
+            model.service_port_by_authority(authority, None)
+        }
+    }
+}
+
+/// Why strait answered a request itself.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("no route to a Service")]
+    NoRoute,
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+    #[error("upstream connect failure: {0}")]
+    Connect(PoolError),
+    #[error("upstream overflow: {0}")]
+    Overflow(PoolError),
+    #[error("upstream reset: {0}")]
+    UpstreamReset(hyper::Error),
+}
+
+impl From<PoolError> for Failure {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::Overflow { .. } => Self::Overflow(err),
+            PoolError::Connect { .. } | PoolError::Handshake { .. } => Self::Connect(err),
+        }
+    }
+}
+
+impl Failure {
+    fn flags(&self) -> ResponseFlags {
+        match self {
+            Self::NoRoute => ResponseFlags::NO_ROUTE,
+            Self::NoHealthyUpstream => ResponseFlags::NO_HEALTHY_UPSTREAM,
+            Self::Connect(_) => ResponseFlags::UPSTREAM_CONNECT_FAILURE,
+            Self::Overflow(_) => ResponseFlags::UPSTREAM_OVERFLOW,
+            Self::UpstreamReset(_) => ResponseFlags::UPSTREAM_RESET,
+        }
+    }
+
+    /// Every failure is UNAVAILABLE to a gRPC client (retryable by its own policy), and
+    /// Envoy's status to an HTTP one.
+    fn response(&self, is_grpc: bool) -> Response<ProxyBody> {
+        let message = self.to_string();
+        if is_grpc {
+            return grpc::trailers_only(grpc::Code::Unavailable, &message);
+        }
+        let status = match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        grpc::http_error(status, &message)
+    }
+}
+
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An uncaptured connection that begins with the HTTP/2 client preface can be routed by each
+/// request's `:authority`: returns the stream with the preface put back, or `None` when it is
+/// not HTTP/2 prior knowledge (or says nothing for `PREFACE_TIMEOUT`).
+pub async fn with_h2_preface(
+    mut stream: TcpStream,
+) -> Option<impl AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    let mut preface = [0u8; H2_PREFACE.len()];
+    tokio::time::timeout(PREFACE_TIMEOUT, stream.read_exact(&mut preface))
+        .await
+        .ok()?
+        .ok()?;
+    if &preface != H2_PREFACE {
+        return None;
+    }
+    let (read, write) = stream.into_split();
+    Some(tokio::io::join(
+        std::io::Cursor::new(H2_PREFACE).chain(read),
+        write,
+    ))
+}
+
+/// gRPC clients send the preface as soon as they connect.
+const PREFACE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

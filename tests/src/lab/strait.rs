@@ -1,0 +1,97 @@
+//! strait in a lab's node namespace, with the lab's standard addresses.
+
+use std::{
+    ffi::OsStr,
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{ensure, Result};
+
+use super::{http_get_local, strait_bin, wait_until, ChildHandle, ChildProcess, Lab};
+
+/// The admin server inside the node namespace (reach it with [`Lab::http_get`]).
+pub const STRAIT_ADMIN: &str = "127.0.0.1:15000";
+/// Where captured connections arrive, on the node's bridge address.
+pub const OUTBOUND_PORT: u16 = 15001;
+const METRICS_PORT: u16 = 15020;
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Lab {
+    /// Starts strait on `config` with capture of the lab's cgroup (add `--capture ...` to
+    /// `extra` for another mode) and returns once `/healthz/ready` answers.
+    pub fn start_strait<S: AsRef<OsStr>>(
+        &mut self,
+        config: &Path,
+        extra: &[S],
+    ) -> Result<ChildHandle> {
+        let mut cmd = self.node_command(strait_bin());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--outbound")
+            .arg(format!("{}:{OUTBOUND_PORT}", self.node_ip()))
+            .arg("--cgroup")
+            .arg(self.cgroup_dir())
+            .args(["--admin", STRAIT_ADMIN])
+            .arg("--metrics")
+            .arg(format!("{}:{METRICS_PORT}", self.node_ip()))
+            .args(extra);
+        let strait = self.spawn(cmd)?;
+        self.wait_ready(
+            &strait,
+            &format!("http://{STRAIT_ADMIN}/healthz/ready"),
+            READY_TIMEOUT,
+        )?;
+        Ok(strait)
+    }
+}
+
+/// strait on loopback without capture (`--no-ebpf`), on ports picked for it: no privileges.
+pub struct LocalStrait {
+    /// Stopped when dropped.
+    pub process: ChildProcess,
+    pub outbound: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl LocalStrait {
+    pub fn start<S: AsRef<OsStr>>(config: &Path, extra: &[S]) -> Result<LocalStrait> {
+        let [outbound, admin, metrics] = [(); 3].map(|()| free_local_addr());
+        let mut cmd = Command::new(strait_bin());
+        cmd.args(["run", "--no-ebpf", "--config"])
+            .arg(config)
+            .args(["--outbound", &outbound.to_string()])
+            .args(["--admin", &admin.to_string()])
+            .args(["--metrics", &metrics.to_string()])
+            .args(extra)
+            .stdout(Stdio::null());
+        let process = ChildProcess::spawn(cmd, "strait")?;
+        let url = format!("http://{metrics}/healthz/ready");
+        let ready = wait_until(READY_TIMEOUT, || {
+            process.try_wait().ok().flatten().is_some()
+                || http_get_local(&url).is_ok_and(|(code, _)| code == 200)
+        });
+        ensure!(
+            ready && process.try_wait()?.is_none(),
+            "strait did not become ready:{}",
+            process.stderr_report()
+        );
+        Ok(LocalStrait {
+            process,
+            outbound,
+            admin,
+            metrics,
+        })
+    }
+}
+
+/// A loopback address with a port the kernel just handed out (and took back).
+pub fn free_local_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding a loopback port")
+}
