@@ -73,17 +73,19 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let kernel_task =
         kernel.map(|kernel| tokio::spawn(maintain_kernel(kernel, model.clone(), shutdown.clone())));
 
+    let l7 = Arc::new(L7Proxy {
+        model: model.clone(),
+        balancers: Balancers::default(),
+        pool: Pool::default(),
+    });
+    tokio::spawn(l7.clone().prune_pool_on_reload());
     let outbound = Arc::new(Outbound {
         model: model.clone(),
         original_dst,
         balancer: RoundRobin::default(),
         metrics: metrics.tcp.clone(),
         connect_timeout: options.connect_timeout,
-        l7: Arc::new(L7Proxy {
-            model: model.clone(),
-            balancers: Balancers::default(),
-            pool: Pool::default(),
-        }),
+        l7,
     });
     let state = Arc::new(AdminState {
         metrics,

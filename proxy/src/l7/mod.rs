@@ -5,7 +5,7 @@
 mod body;
 pub mod grpc;
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Instant};
+use std::{collections::HashSet, convert::Infallible, net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -117,6 +117,24 @@ impl L7Proxy {
             pick.observe(started.elapsed());
         }
         Ok(response.map(|body| BoxBody::new(body::Guarded::new(body, (checkout, pick)))))
+    }
+}
+
+impl L7Proxy {
+    /// Closes pooled connections to endpoints that left the config, on every new generation.
+    /// (In-flight requests keep theirs: a checkout holds its own handle.)
+    pub async fn prune_pool_on_reload(self: Arc<Self>) {
+        let mut model = self.model.clone();
+        while model.changed().await.is_ok() {
+            let current = model.borrow_and_update().clone();
+            let endpoints: HashSet<SocketAddr> = current
+                .services()
+                .flat_map(|service| &service.ports)
+                .flat_map(|port| port.endpoints.iter().map(|e| e.addr))
+                .collect();
+            self.pool
+                .retain_endpoints(|endpoint| endpoints.contains(endpoint));
+        }
     }
 }
 
