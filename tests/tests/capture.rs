@@ -3,7 +3,7 @@
 
 use std::{
     fs,
-    net::{Ipv4Addr, SocketAddr},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
@@ -21,6 +21,7 @@ const ECHO_VIP: &str = "10.96.0.11:80";
 const LATE_VIP: &str = "10.96.0.12:80";
 const BACKEND_PORT: u16 = 8080;
 
+/// How a scenario's client is captured.
 #[derive(Clone, Copy)]
 enum Capture {
     Ebpf,
@@ -78,16 +79,11 @@ impl Scenario {
     }
 
     fn start_strait(&mut self, capture: Capture) -> Result<()> {
-        let args = match capture {
-            Capture::Ebpf => vec!["--capture".to_string(), "ebpf".into()],
-            // ztunnel's in-pod mode: strait listens inside the client pod's namespace.
-            Capture::IptablesInPod => vec![
-                "--capture".to_string(),
-                "iptables".into(),
-                "--pod-netns".into(),
-                format!("/var/run/netns/{}", self.client.netns()),
-            ],
+        let capture = match capture {
+            Capture::Ebpf => lab::Capture::Ebpf,
+            Capture::IptablesInPod => lab::Capture::IptablesInPod(&self.client),
         };
+        let args = capture.strait_args();
         self.strait = Some(self.lab.start_strait(&self.config_dir, &args)?);
         Ok(())
     }
@@ -404,32 +400,9 @@ fn iptables_capture_reads_the_original_destination() -> Result<()> {
     }
     let mut s = Scenario::start_with("ipt", 2, Capture::IptablesInPod)?;
     let client = s.client.clone();
-    // What sidecars and ambient mode do today: REDIRECT in the pod's own namespace. The route
-    // lookup comes before the REDIRECT, so the pod needs a route for the Service range.
-    s.lab.route_via_node(&client, "10.96.0.0/12")?;
-    for vip in [GREETER_VIP, ECHO_VIP] {
-        let vip: SocketAddr = vip.parse()?;
-        let mut rule = s.lab.pod_command(&client, "iptables");
-        rule.args([
-            "-t",
-            "nat",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-d",
-            &vip.ip().to_string(),
-        ])
-        .args([
-            "--dport",
-            &vip.port().to_string(),
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            "15001",
-        ]);
-        s.lab.output(rule)?;
-    }
+    // What sidecars and ambient mode do today: REDIRECT in the pod's own namespace.
+    let vips = [GREETER_VIP.parse()?, ECHO_VIP.parse()?];
+    s.lab.redirect_to_strait(&client, "10.96.0.0/12", &vips)?;
     let call = s.call(&client, GREETER_VIP, 100)?;
     assert!(reply(&call).starts_with("greeter-"), "{call}");
     let call = s.call(&client, ECHO_VIP, 100)?;

@@ -24,7 +24,7 @@ use std::{
     env,
     fmt::Write as _,
     fs,
-    net::{Ipv4Addr, SocketAddr},
+    net::Ipv4Addr,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
@@ -36,7 +36,10 @@ use nix::{
     unistd::{sysconf, Pid, SysconfVar},
 };
 use serde_json::Value;
-use strait_tests::lab::{self, ChildHandle, Lab, Pod};
+use strait_tests::{
+    lab::{self, ChildHandle, Lab, Pod},
+    manifests,
+};
 
 use crate::cargo;
 
@@ -269,7 +272,7 @@ impl Setup {
         // strait's upstream connections come from the node namespace.
         let cmd = lab.node_command("sysctl");
         run_checked(&mut lab, tune(cmd))?;
-        redirect_vip(&mut lab, &iptables_client)?;
+        lab.redirect_to_strait(&iptables_client, SERVICE_CIDR, &[VIP.parse()?])?;
 
         let backend_pid = lab.serve_agent(&backend, BACKEND_PORT, "backend")?.pid();
 
@@ -306,15 +309,11 @@ impl Setup {
     /// strait for `target`, on [`PROXY_CPU`] alone from its first instruction.
     fn start_strait(&mut self, target: Target) -> Result<ChildHandle> {
         let capture = match target {
-            Target::Ebpf => vec!["--capture".into(), "ebpf".into()],
-            Target::Iptables => vec![
-                "--capture".into(),
-                "iptables".into(),
-                "--pod-netns".into(),
-                format!("/var/run/netns/{}", self.iptables_client.netns()),
-            ],
+            Target::Ebpf => lab::Capture::Ebpf,
+            Target::Iptables => lab::Capture::IptablesInPod(&self.iptables_client),
             Target::Direct => unreachable!("no proxy for direct"),
-        };
+        }
+        .strait_args();
         // A child starts with the CPU mask of the thread that forked it, as under `taskset`, and
         // tokio sizes strait's runtime by it. The threads the lab starts meanwhile (output
         // readers, readiness polls) share that core, idle while strait is measured.
@@ -441,29 +440,6 @@ fn tune(mut cmd: Command) -> Command {
     cmd
 }
 
-/// What sidecars and ambient's in-pod mode do: REDIRECT the Service address, in the pod's own
-/// namespace, to the proxy's port there. The route lookup comes before the REDIRECT, so the pod
-/// needs a route for the Service range.
-fn redirect_vip(lab: &mut Lab, pod: &Pod) -> Result<()> {
-    lab.route_via_node(pod, SERVICE_CIDR)?;
-    let vip: SocketAddr = VIP.parse()?;
-    let mut rule = lab.pod_command(pod, "iptables");
-    rule.args(["-t", "nat", "-A", "OUTPUT", "-p", "tcp"])
-        .args([
-            "-d",
-            &vip.ip().to_string(),
-            "--dport",
-            &vip.port().to_string(),
-        ])
-        .args([
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            &lab::OUTBOUND_PORT.to_string(),
-        ]);
-    run_checked(lab, rule)
-}
-
 /// Runs `cmd` in the lab to its end; fails with its stderr unless it succeeds.
 fn run_checked(lab: &mut Lab, cmd: Command) -> Result<()> {
     let child = lab.spawn(cmd)?;
@@ -538,25 +514,18 @@ fn node_busy_ticks(stat: &str) -> Option<u64> {
 
 /// The Service `bench` at [`VIP`], its one endpoint the backend pod.
 fn service_manifests(backend: Ipv4Addr) -> String {
-    let vip: SocketAddr = VIP.parse().expect("VIP is IP:PORT");
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: bench, namespace: default}}
-spec:
-  clusterIP: {ip}
-  selector: {{app: bench}}
-  ports: [{{name: tcp-bench, port: {port}, targetPort: {BACKEND_PORT}}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: backend, namespace: default, labels: {{app: bench}}}}
-spec: {{containers: [{{name: agent, image: strait-lab-agent}}]}}
-status: {{phase: Running, podIP: {backend}}}
-",
-        ip = vip.ip(),
-        port = vip.port(),
-    )
+    let service = manifests::Service {
+        name: "bench",
+        app: "bench",
+        vip: VIP.parse().expect("VIP is IP:PORT"),
+        port_name: "tcp-bench",
+        app_protocol: None,
+        target_port: &BACKEND_PORT,
+    };
+    manifests::documents([
+        service.yaml(),
+        manifests::pod("backend", "bench", backend, &[]),
+    ])
 }
 
 /// strait's config directory, removed on drop.

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{ensure, Result};
 
-use super::{http_get_local, strait_bin, wait_until, ChildHandle, ChildProcess, Lab};
+use super::{http_get_local, strait_bin, wait_until, ChildHandle, ChildProcess, Lab, Pod};
 
 /// The admin server inside the node namespace (reach it with [`Lab::http_get`]).
 pub const STRAIT_ADMIN: &str = "127.0.0.1:15000";
@@ -94,4 +94,65 @@ pub fn free_local_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("binding a loopback port")
+}
+
+/// How strait captures a lab's connections.
+#[derive(Clone, Copy, Debug)]
+pub enum Capture<'a> {
+    /// The kernel programs on the lab cgroup.
+    Ebpf,
+    /// An iptables REDIRECT in this pod's namespace (see [`Lab::redirect_to_strait`]), to
+    /// strait's listener there: ztunnel's in-pod mode.
+    IptablesInPod(&'a Pod),
+}
+
+impl Capture<'_> {
+    /// The `strait run` arguments for this mode.
+    pub fn strait_args(&self) -> Vec<String> {
+        match self {
+            Capture::Ebpf => vec!["--capture".into(), "ebpf".into()],
+            Capture::IptablesInPod(pod) => vec![
+                "--capture".into(),
+                "iptables".into(),
+                "--pod-netns".into(),
+                format!("/var/run/netns/{}", pod.netns()),
+            ],
+        }
+    }
+}
+
+impl Lab {
+    /// What sidecars and ambient's in-pod mode do: REDIRECT `vips`, in `pod`'s own namespace, to
+    /// strait's port there. The route lookup comes before the REDIRECT, so the pod also gets a
+    /// route for `service_cidr`.
+    pub fn redirect_to_strait(
+        &mut self,
+        pod: &Pod,
+        service_cidr: &str,
+        vips: &[SocketAddr],
+    ) -> Result<()> {
+        self.route_via_node(pod, service_cidr)?;
+        for vip in vips {
+            let mut rule = self.pod_command(pod, "iptables");
+            rule.args([
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-d",
+                &vip.ip().to_string(),
+            ])
+            .args(["--dport", &vip.port().to_string()])
+            .args(["-j", "REDIRECT", "--to-ports", &OUTBOUND_PORT.to_string()]);
+            let out = rule.output()?;
+            ensure!(
+                out.status.success(),
+                "iptables: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
 }
