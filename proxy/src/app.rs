@@ -77,6 +77,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         model: model.clone(),
         balancers: Balancers::default(),
         pool: Pool::default(),
+        drain: shutdown.clone(),
     });
     tokio::spawn(l7.clone().prune_pool_on_reload());
     let outbound = Arc::new(Outbound {

@@ -17,6 +17,7 @@ use tokio::{
     net::TcpStream,
     sync::watch,
 };
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::{
@@ -43,6 +44,8 @@ pub struct L7Proxy {
     pub model: watch::Receiver<Arc<Model>>,
     pub balancers: Balancers,
     pub pool: Pool,
+    /// Cancelled when strait shuts down: every client connection gets a GOAWAY.
+    pub drain: CancellationToken,
 }
 
 impl L7Proxy {
@@ -56,6 +59,7 @@ impl L7Proxy {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let drain = self.drain.clone();
         let service = service_fn(move |request| {
             let proxy = self.clone();
             async move { Ok::<_, Infallible>(proxy.forward(request, destination).await) }
@@ -63,7 +67,17 @@ impl L7Proxy {
         let connection = http2::Builder::new(TokioExecutor::new())
             .adaptive_window(true)
             .serve_connection(TokioIo::new(client), service);
-        if let Err(err) = connection.await {
+        tokio::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            _ = drain.cancelled() => {
+                // GOAWAY: the client opens no new stream here and moves to another
+                // connection; the streams in flight finish.
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(err) = ended {
             debug!(client = %client_addr, %err, "HTTP/2 connection ended with an error");
         }
     }
