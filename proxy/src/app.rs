@@ -75,6 +75,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
 
     let l7 = Arc::new(L7Proxy {
         model: model.clone(),
+        metrics: metrics.requests.clone(),
         balancers: Balancers::default(),
         pool: Pool::default(),
         drain: shutdown.clone(),

@@ -5,7 +5,7 @@ use std::{fs, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use strait_tests::{
-    greeter::{self, CallOptions, Implementation, Method, ServeOptions},
+    greeter::{self, CallOptions, FailIn, Implementation, Method, ServeOptions},
     lab::{self, Lab, LocalStrait},
     manifests,
 };
@@ -124,6 +124,19 @@ impl Loopback {
         })
     }
 
+    /// `istio_requests_total` summed over the samples whose labels contain all of `labels`.
+    fn requests_total(&self, labels: &[&str]) -> Result<u64> {
+        let url = format!("http://{}/stats/prometheus", self.strait.admin);
+        let (_, body) = lab::http_get_local(&url)?;
+        Ok(body
+            .lines()
+            .filter(|l| {
+                l.starts_with("istio_requests_total{") && labels.iter().all(|n| l.contains(n))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+
     fn call(
         &self,
         implementation: Implementation,
@@ -143,6 +156,7 @@ impl Drop for Loopback {
 }
 
 const AUTHORITY: &str = "greeter.default.svc.cluster.local:50051";
+const SERVICE_LABEL: &str = "destination_service=\"greeter.default.svc.cluster.local\"";
 
 #[test]
 fn without_capture_calls_are_routed_by_authority_and_balanced() -> Result<()> {
@@ -164,6 +178,14 @@ fn without_capture_calls_are_routed_by_authority_and_balanced() -> Result<()> {
             "{authority}: one connection stuck to one replica: {summary:?}"
         );
     }
+    // N successful calls add exactly N, under Istio's labels.
+    let ok = [
+        SERVICE_LABEL,
+        "grpc_response_status=\"0\"",
+        "response_code=\"200\"",
+        "response_flags=\"-\"",
+    ];
+    assert_eq!(lo.requests_total(&ok)?, 120);
     Ok(())
 }
 
@@ -206,5 +228,48 @@ fn failures_are_grpc_statuses() -> Result<()> {
         c.deadline(Duration::from_millis(300)).count(2)
     })?;
     assert_eq!(summary.with_code(Code::DeadlineExceeded), 2, "{summary:?}");
+    // Each failure is counted under its status and flags: no route, no endpoint, the client
+    // gone before the answer (DC).
+    let unavailable = "grpc_response_status=\"14\"";
+    assert_eq!(
+        lo.requests_total(&[
+            "destination_service=\"unknown\"",
+            unavailable,
+            "response_flags=\"NR\""
+        ])?,
+        2
+    );
+    let empty = "destination_service=\"empty.default.svc.cluster.local\"";
+    assert_eq!(
+        lo.requests_total(&[empty, unavailable, "response_flags=\"UH\""])?,
+        2
+    );
+    // The deadline calls end either way: the client resets first (strait sees the client go:
+    // DC), or the replica answers DEADLINE_EXCEEDED from grpc-timeout first. Both are counted.
+    let deadline_outcomes = || -> Result<u64> {
+        Ok(lo.requests_total(&["response_flags=\"DC\""])?
+            + lo.requests_total(&[SERVICE_LABEL, "grpc_response_status=\"4\""])?)
+    };
+    assert!(lab::wait_until(Duration::from_secs(5), || {
+        deadline_outcomes().is_ok_and(|n| n == 2)
+    }));
+    Ok(())
+}
+
+#[test]
+fn grpc_status_in_trailers_is_seen() -> Result<()> {
+    // Every replica fails every call with UNAVAILABLE after its response headers: in trailers.
+    let lo = Loopback::start("trailers", |s| {
+        s.failing(Code::Unavailable, 1, FailIn::Trailers)
+    })?;
+    let summary = lo.call(Implementation::Rust, AUTHORITY, |c| c.count(10))?;
+    assert_eq!(summary.with_code(Code::Unavailable), 10, "{summary:?}");
+    let labels = [
+        SERVICE_LABEL,
+        "grpc_response_status=\"14\"",
+        "response_code=\"200\"",
+        "response_flags=\"-\"",
+    ];
+    assert_eq!(lo.requests_total(&labels)?, 10);
     Ok(())
 }

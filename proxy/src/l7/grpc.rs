@@ -29,6 +29,11 @@ pub fn is_grpc<B>(request: &Request<B>) -> bool {
         })
 }
 
+/// The `grpc-status` in response headers (trailers-only) or trailers.
+pub fn status(headers: &http::HeaderMap) -> Option<u16> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
 /// A trailers-only response: HTTP 200, `grpc-status` and `grpc-message` in the only HEADERS
 /// frame, which ends the stream.
 pub fn trailers_only(code: Code, message: &str) -> Response<ProxyBody> {

@@ -21,10 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::{
-    balance::Balancers,
+    balance::{Balancers, Pick},
     config::{Model, ServicePortRef},
-    telemetry::ResponseFlags,
-    upstream::pool::{Limits, Pool, PoolError},
+    telemetry::{
+        requests::{RequestMetrics, RequestOutcome},
+        ResponseFlags,
+    },
+    upstream::pool::{Checkout, Limits, Pool, PoolError},
 };
 
 /// What strait answers clients with: upstream bodies, or its own.
@@ -42,6 +45,7 @@ pub enum Destination {
 /// Shared by every L7 connection.
 pub struct L7Proxy {
     pub model: watch::Receiver<Arc<Model>>,
+    pub metrics: Arc<RequestMetrics>,
     pub balancers: Balancers,
     pub pool: Pool,
     /// Cancelled when strait shuts down: every client connection gets a GOAWAY.
@@ -87,23 +91,56 @@ impl L7Proxy {
         request: Request<Incoming>,
         destination: Destination,
     ) -> Response<ProxyBody> {
-        let is_grpc = grpc::is_grpc(&request);
-        match self.try_forward(request, destination).await {
-            Ok(response) => response,
+        let mut record = Record {
+            metrics: self.metrics.clone(),
+            started: Instant::now(),
+            outcome: RequestOutcome {
+                service: None,
+                grpc: grpc::is_grpc(&request),
+                response_code: 0,
+                grpc_status: None,
+                flags: ResponseFlags::NONE,
+            },
+            ended: false,
+        };
+        match self
+            .try_forward(request, destination, &mut record.outcome)
+            .await
+        {
+            Ok((response, in_flight)) => {
+                record.outcome.response_code = response.status().as_u16();
+                record.outcome.grpc_status = grpc::status(response.headers());
+                // A headers-only response (gRPC trailers-only) has no body to read to its end.
+                record.ended = http_body::Body::is_end_stream(response.body());
+                let observer = InFlight {
+                    _upstream: in_flight,
+                    record,
+                };
+                response.map(|body| BoxBody::new(body::Observed::new(body, observer)))
+            }
             Err(failure) => {
                 debug!(flags = %failure.flags(), %failure, "request failed");
-                failure.response(is_grpc)
+                let response = failure.response(record.outcome.grpc);
+                record.outcome.flags = failure.flags();
+                record.outcome.response_code = response.status().as_u16();
+                record.outcome.grpc_status = grpc::status(response.headers());
+                record.ended = true;
+                response
             }
         }
     }
 
+    /// Sends the request upstream: the response, and what it holds until it ends.
     async fn try_forward(
         &self,
         request: Request<Incoming>,
         destination: Destination,
-    ) -> Result<Response<ProxyBody>, Failure> {
+        outcome: &mut RequestOutcome,
+    ) -> Result<(Response<Incoming>, (Checkout, Pick)), Failure> {
         let model = self.model.borrow().clone();
         let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
+        let service = port.service();
+        outcome.service = Some((service.name.clone(), service.namespace.clone()));
         let policy = model.traffic_policy(&port);
         let endpoints: Vec<SocketAddr> = port.endpoints().iter().map(|e| e.addr).collect();
         let key = (port.service().fqdn(), port.port());
@@ -130,7 +167,7 @@ impl L7Proxy {
         if !checkout.is_first_use() {
             pick.observe(started.elapsed());
         }
-        Ok(response.map(|body| BoxBody::new(body::Guarded::new(body, (checkout, pick)))))
+        Ok((response, (checkout, pick)))
     }
 }
 
@@ -149,6 +186,48 @@ impl L7Proxy {
             self.pool
                 .retain_endpoints(|endpoint| endpoints.contains(endpoint));
         }
+    }
+}
+
+/// Records a request's metrics when it is dropped: when its response ended, or was abandoned.
+struct Record {
+    metrics: Arc<RequestMetrics>,
+    started: Instant,
+    outcome: RequestOutcome,
+    /// Whether the response reached its end; a response dropped before that was cut by the
+    /// client (Envoy's DC, downstream connection termination).
+    ended: bool,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if !self.ended && self.outcome.flags == ResponseFlags::NONE {
+            self.outcome.flags = ResponseFlags::DOWNSTREAM_TERMINATION;
+        }
+        self.metrics.record(&self.outcome, self.started.elapsed());
+    }
+}
+
+/// A response on its way: the upstream stream slot and balancer pick, and its record.
+struct InFlight {
+    _upstream: (Checkout, Pick),
+    record: Record,
+}
+
+impl body::ResponseObserver for InFlight {
+    fn trailers(&mut self, trailers: &http::HeaderMap) {
+        if let Some(status) = grpc::status(trailers) {
+            self.record.outcome.grpc_status = Some(status);
+        }
+    }
+
+    fn error(&mut self) {
+        self.record.outcome.flags = ResponseFlags::UPSTREAM_RESET;
+        self.record.ended = true;
+    }
+
+    fn end(&mut self) {
+        self.record.ended = true;
     }
 }
 

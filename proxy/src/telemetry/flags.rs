@@ -18,6 +18,8 @@ impl ResponseFlags {
     pub const NO_ROUTE: Self = Self("NR");
     /// Upstream overflow: the connection pool's limits were reached.
     pub const UPSTREAM_OVERFLOW: Self = Self("UO");
+    /// The client went away before the response ended.
+    pub const DOWNSTREAM_TERMINATION: Self = Self("DC");
     /// The upstream reset the stream or connection.
     pub const UPSTREAM_RESET: Self = Self("UR");
 

@@ -4,6 +4,7 @@
 mod flags;
 pub mod kernel;
 pub mod reloads;
+pub mod requests;
 
 pub use flags::ResponseFlags;
 
@@ -59,6 +60,7 @@ pub struct TcpMetrics {
 pub struct Metrics {
     registry: Registry,
     pub tcp: Arc<TcpMetrics>,
+    pub requests: Arc<requests::RequestMetrics>,
 }
 
 impl Metrics {
@@ -86,7 +88,12 @@ impl Metrics {
             "Bytes received from the client during the connection",
             tcp.received_bytes.clone(),
         );
-        Self { registry, tcp }
+        let requests = Arc::new(requests::RequestMetrics::register(&mut registry));
+        Self {
+            registry,
+            tcp,
+            requests,
+        }
     }
 
     /// Adds a collector read at every scrape (the kernel counters).
