@@ -108,8 +108,7 @@ impl L7Proxy {
             .await
         {
             Ok((response, in_flight)) => {
-                record.outcome.response_code = response.status().as_u16();
-                record.outcome.grpc_status = grpc::status(response.headers());
+                record.answered(&response);
                 // A headers-only response (gRPC trailers-only) has no body to read to its end.
                 record.ended = http_body::Body::is_end_stream(response.body());
                 let observer = InFlight {
@@ -122,11 +121,26 @@ impl L7Proxy {
                 debug!(flags = %failure.flags(), %failure, "request failed");
                 let response = failure.response(record.outcome.grpc);
                 record.outcome.flags = failure.flags();
-                record.outcome.response_code = response.status().as_u16();
-                record.outcome.grpc_status = grpc::status(response.headers());
+                record.answered(&response);
                 record.ended = true;
                 response
             }
+        }
+    }
+
+    /// Closes pooled connections to endpoints that left the config, on every new generation.
+    /// (In-flight requests keep theirs: a checkout holds its own handle.)
+    pub async fn prune_pool_on_reload(self: Arc<Self>) {
+        let mut model = self.model.clone();
+        while model.changed().await.is_ok() {
+            let current = model.borrow_and_update().clone();
+            let endpoints: HashSet<SocketAddr> = current
+                .services()
+                .flat_map(|service| &service.ports)
+                .flat_map(|port| port.endpoints.iter().map(|e| e.addr))
+                .collect();
+            self.pool
+                .retain_endpoints(|endpoint| endpoints.contains(endpoint));
         }
     }
 
@@ -143,7 +157,7 @@ impl L7Proxy {
         outcome.service = Some((service.name.clone(), service.namespace.clone()));
         let policy = model.traffic_policy(&port);
         let endpoints: Vec<SocketAddr> = port.endpoints().iter().map(|e| e.addr).collect();
-        let key = (port.service().fqdn(), port.port());
+        let key = (service.fqdn(), port.port());
         let pick = self
             .balancers
             .pick(&key, policy.load_balancer, &endpoints, &[])
@@ -171,24 +185,6 @@ impl L7Proxy {
     }
 }
 
-impl L7Proxy {
-    /// Closes pooled connections to endpoints that left the config, on every new generation.
-    /// (In-flight requests keep theirs: a checkout holds its own handle.)
-    pub async fn prune_pool_on_reload(self: Arc<Self>) {
-        let mut model = self.model.clone();
-        while model.changed().await.is_ok() {
-            let current = model.borrow_and_update().clone();
-            let endpoints: HashSet<SocketAddr> = current
-                .services()
-                .flat_map(|service| &service.ports)
-                .flat_map(|port| port.endpoints.iter().map(|e| e.addr))
-                .collect();
-            self.pool
-                .retain_endpoints(|endpoint| endpoints.contains(endpoint));
-        }
-    }
-}
-
 /// Records a request's metrics when it is dropped: when its response ended, or was abandoned.
 struct Record {
     metrics: Arc<RequestMetrics>,
@@ -197,6 +193,14 @@ struct Record {
     /// Whether the response reached its end; a response dropped before that was cut by the
     /// client (Envoy's DC, downstream connection termination).
     ended: bool,
+}
+
+impl Record {
+    /// Notes the response's status and, for a trailers-only response, its gRPC status.
+    fn answered<B>(&mut self, response: &Response<B>) {
+        self.outcome.response_code = response.status().as_u16();
+        self.outcome.grpc_status = grpc::status(response.headers());
+    }
 }
 
 impl Drop for Record {
