@@ -90,18 +90,7 @@ impl Scenario {
 
     /// One call from `pod` to `to`: the agent's JSON report.
     fn call(&mut self, pod: &Pod, to: &str, send: usize) -> Result<Value> {
-        self.call_within(pod, to, send, Duration::from_secs(5))
-    }
-
-    /// A call that gives up after `timeout` (connect, and each read and write).
-    fn call_within(
-        &mut self,
-        pod: &Pod,
-        to: &str,
-        send: usize,
-        timeout: Duration,
-    ) -> Result<Value> {
-        self.lab.agent_call(pod, to, send, timeout)
+        self.lab.agent_call(pod, to, send, Duration::from_secs(5))
     }
 
     fn metrics(&self) -> Result<String> {
@@ -428,7 +417,8 @@ fn fails_open_while_strait_hangs_and_recovers() -> Result<()> {
     let mut last = Value::Null;
     let open = lab::wait_until(Duration::from_secs(3), || {
         last = s
-            .call_within(&client, GREETER_VIP, 10, Duration::from_millis(200))
+            .lab
+            .agent_call(&client, GREETER_VIP, 10, Duration::from_millis(200))
             .unwrap_or(Value::Null);
         last["error"]
             .as_str()
