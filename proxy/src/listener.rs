@@ -17,7 +17,7 @@ use crate::{
     capture::OriginalDst,
     config::Model,
     l7::{self, Destination, L7Proxy},
-    route::{self, TcpRoute},
+    route::{self, ConnectionRoute, TcpRoute},
     telemetry::{ResponseFlags, TcpLabels, TcpMetrics},
     upstream,
 };
@@ -80,15 +80,15 @@ impl Outbound {
             return;
         };
         let model = self.model.borrow().clone();
-        match route::tcp(&model, Some(original_dst)) {
-            Ok(route) if route.protocol.is_h2() => {
+        match route::connection(&model, original_dst) {
+            Ok(ConnectionRoute::Http2) => {
                 let destination = Destination::OriginalDst(original_dst);
                 self.l7
                     .clone()
                     .serve_h2(client, client_addr, destination)
                     .await
             }
-            Ok(route) => self.proxy_tcp(client, client_addr, route).await,
+            Ok(ConnectionRoute::Tcp(route)) => self.proxy_tcp(client, client_addr, route).await,
             // Closing is the only safe answer: relaying to the connection's own destination
             // would make strait an open proxy.
             Err(no_route) => {

@@ -2,15 +2,23 @@
 
 use std::{fmt, net::SocketAddr};
 
-use crate::{classify::Protocol, config::Model};
+use crate::config::Model;
 
-/// Where a captured connection goes: a Service port, with the endpoints of this config generation.
+/// Where a captured connection goes.
+#[derive(Clone, Debug)]
+pub enum ConnectionRoute {
+    /// An HTTP/2 (gRPC, h2c) port: each request is routed on its own by the L7 path.
+    Http2,
+    /// Any other port: the connection is relayed as a whole.
+    Tcp(TcpRoute),
+}
+
+/// A Service port relayed as TCP, with the endpoints of this config generation.
 #[derive(Clone, Debug)]
 pub struct TcpRoute {
     pub service_name: String,
     pub namespace: String,
     pub port: u16,
-    pub protocol: Protocol,
     pub endpoints: Vec<SocketAddr>,
 }
 
@@ -23,36 +31,30 @@ impl TcpRoute {
     }
 }
 
-/// Why a connection has nowhere to go. strait never relays to an address it does not know.
+/// A captured connection's original destination is no Service port in the config (gone since,
+/// or never was). strait never relays to an address it does not know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoRoute {
-    /// Capture gave no original destination (not captured, or `--no-ebpf` on a TCP port).
-    NoOriginalDst,
-    /// The original destination is no Service port in the config (gone since, or never was).
-    UnknownDestination(SocketAddr),
-}
+pub struct NoRoute(pub SocketAddr);
 
 impl fmt::Display for NoRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoOriginalDst => f.write_str("no original destination"),
-            Self::UnknownDestination(addr) => write!(f, "{addr} is no Service port"),
-        }
+        write!(f, "{} is no Service port", self.0)
     }
 }
 
-/// Finds the Service port a connection was addressed to.
-pub fn tcp(model: &Model, original_dst: Option<SocketAddr>) -> Result<TcpRoute, NoRoute> {
-    let addr = original_dst.ok_or(NoRoute::NoOriginalDst)?;
+/// Finds the Service port a captured connection was addressed to, and how it is served.
+pub fn connection(model: &Model, original_dst: SocketAddr) -> Result<ConnectionRoute, NoRoute> {
     let port = model
-        .service_port_by_addr(addr)
-        .ok_or(NoRoute::UnknownDestination(addr))?;
+        .service_port_by_addr(original_dst)
+        .ok_or(NoRoute(original_dst))?;
+    if port.classification().protocol.is_h2() {
+        return Ok(ConnectionRoute::Http2);
+    }
     let service = port.service();
-    Ok(TcpRoute {
+    Ok(ConnectionRoute::Tcp(TcpRoute {
         service_name: service.name.clone(),
         namespace: service.namespace.clone(),
         port: port.port(),
-        protocol: port.classification().protocol,
         endpoints: port.endpoints().iter().map(|e| e.addr).collect(),
-    })
+    }))
 }
