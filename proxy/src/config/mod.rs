@@ -34,6 +34,7 @@ pub mod policy;
 pub mod precedence;
 mod read;
 pub mod resources;
+pub mod route;
 mod rules;
 mod validate;
 mod watch;
@@ -47,6 +48,7 @@ pub use self::{
     load::{load, load_str, LoadError, Loaded},
     model::{Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
     policy::{ConnectionPool, H2UpgradePolicy, OutlierDetection, TrafficPolicy},
+    route::{GrpcCodes, RetryOn, RetryPolicy, TryOutcome},
     watch::{watch, ConfigWatch, ReloadStats, WatchError, DEBOUNCE},
 };
 
