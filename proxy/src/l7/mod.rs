@@ -422,3 +422,6 @@ pub async fn with_h2_preface(
 
 /// gRPC clients send the preface as soon as they connect.
 const PREFACE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,354 @@
+//! The L7 path in one process: scripted HTTP/2 upstreams on loopback, the proxy, and a bare
+//! HTTP/2 client, so each test controls exactly which frames an endpoint sends and when.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::Path,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::{config, telemetry::Metrics};
+
+type Reply = Response<BoxBody<Bytes, BoxError>>;
+type Handler =
+    Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+
+/// An HTTP/2 endpoint answering every request with `handler`; counts the requests it got.
+struct Upstream {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    async fn start(handler: Handler) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let handler = handler.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let reply = handler(request);
+                        async move { Ok::<_, std::convert::Infallible>(reply.await) }
+                    });
+                    let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, requests }
+    }
+
+    /// An endpoint that refuses every stream (RST_STREAM REFUSED_STREAM), as a server does
+    /// past its concurrency limit or while shutting down: the request was never processed.
+    async fn refusing() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok((_, mut respond))) = connection.accept().await {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    }
+                });
+            }
+        });
+        Self { addr, requests }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    Arc::new(move |request| Box::pin(f(request)))
+}
+
+/// A gRPC response: headers, then `frames` (data or trailers) as the body.
+fn grpc_reply(frames: Vec<http_body::Frame<Bytes>>, hang: bool) -> Reply {
+    let frames = futures_util::stream::iter(frames.into_iter().map(Ok::<_, BoxError>));
+    let body: BoxBody<Bytes, BoxError> = match hang {
+        true => BoxBody::new(StreamBody::new(futures_util::StreamExt::chain(
+            frames,
+            futures_util::stream::pending(),
+        ))),
+        false => BoxBody::new(StreamBody::new(frames)),
+    };
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    response
+}
+
+fn status_trailers(code: u16) -> http_body::Frame<Bytes> {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", code.into());
+    http_body::Frame::trailers(trailers)
+}
+
+fn message() -> http_body::Frame<Bytes> {
+    http_body::Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi"))
+}
+
+/// strait's L7 path for a Service `up` over `endpoints`, reached by `:authority`.
+struct Proxy {
+    addr: SocketAddr,
+    metrics: Metrics,
+}
+
+impl Proxy {
+    async fn start(endpoints: &[&Upstream], extra_yaml: &str) -> Self {
+        let mut yaml = String::from(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: up, namespace: default}\n\
+             spec:\n  clusterIP: 10.96.0.50\n  selector: {app: up}\n  ports:\n  \
+             - {name: grpc, port: 80, targetPort: grpc, appProtocol: grpc}\n",
+        );
+        for (i, upstream) in endpoints.iter().enumerate() {
+            yaml += &format!(
+                "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n\
+                 metadata: {{name: up-{i}, namespace: default}}\n\
+                 spec: {{address: 127.0.0.1, labels: {{app: up}}, ports: {{grpc: {}}}}}\n",
+                upstream.addr.port()
+            );
+        }
+        yaml += extra_yaml;
+        let loaded = config::load_str(Path::new("test.yaml"), &yaml);
+        assert!(!loaded.has_errors(false), "{:?}", loaded.diagnostics);
+        let model = Arc::new(Model::from_resources(&loaded.resources));
+        let (_tx, model) = watch::channel(model);
+        // The sender may go: the receiver keeps the last model.
+        let metrics = Metrics::new();
+        let proxy = Arc::new(L7Proxy::new(
+            model,
+            metrics.requests.clone(),
+            CancellationToken::new(),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, client)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(
+                    proxy
+                        .clone()
+                        .serve_h2(stream, client, Destination::Authority),
+                );
+            }
+        });
+        Self { addr, metrics }
+    }
+
+    /// A unary gRPC request with `headers`, on a new connection: the response.
+    async fn call(&self, headers: &[(&str, &str)]) -> Response<Incoming> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let mut request = Request::post("http://up.default:80/helloworld.Greeter/SayHello")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = Full::new(Bytes::from_static(b"\0\0\0\0\x02hi"));
+        sender
+            .send_request(request.body(body).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// The `istio_requests_total` samples, one line each.
+    fn requests_total(&self) -> Vec<String> {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("istio_requests_total{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn count(&self, labels: &[&str]) -> u64 {
+        self.requests_total()
+            .iter()
+            .filter(|l| labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+/// The response's body to its end: its data, and its trailers (or its headers when
+/// trailers-only).
+async fn finish(response: Response<Incoming>) -> (Bytes, HeaderMap) {
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or(parts.headers);
+    (collected.to_bytes(), trailers)
+}
+
+#[tokio::test]
+async fn grpc_timeout_is_enforced_and_propagated() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let upstream = Upstream::start(handler(move |request: Request<Incoming>| {
+        let _ = seen_tx.send(request.headers().get("grpc-timeout").cloned());
+        futures_util::future::pending()
+    }))
+    .await;
+    let proxy = Proxy::start(&[&upstream], "").await;
+    let started = tokio::time::Instant::now();
+    let response = proxy.call(&[("grpc-timeout", "200m")]).await;
+    let elapsed = started.elapsed();
+    assert_eq!(response.headers()["grpc-status"], "4", "{response:?}");
+    assert_eq!(
+        response.headers()["grpc-message"],
+        "upstream request timeout"
+    );
+    assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
+    let propagated = seen
+        .recv()
+        .await
+        .unwrap()
+        .expect("grpc-timeout sent upstream");
+    let left = deadline::parse_grpc_timeout(propagated.as_bytes()).unwrap();
+    assert!(
+        left <= Duration::from_millis(200) && left > Duration::from_millis(100),
+        "{left:?}"
+    );
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"4\"", "response_flags=\"UT\""]),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_deadline_passing_mid_stream_ends_it_with_deadline_exceeded() {
+    let upstream = Upstream::start(handler(|_| async { grpc_reply(vec![message()], true) })).await;
+    let proxy = Proxy::start(&[&upstream], "").await;
+    let response = proxy.call(&[("grpc-timeout", "300m")]).await;
+    let (data, trailers) = finish(response).await;
+    assert_eq!(
+        &data[..],
+        b"\0\0\0\0\x02hi",
+        "the message sent before the deadline arrives"
+    );
+    assert_eq!(trailers["grpc-status"], "4");
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"4\"", "response_flags=\"UT\""]),
+        1
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_retried_once_data_reached_the_client() {
+    let fails_after_a_message =
+        || handler(|_| async { grpc_reply(vec![message(), status_trailers(14)], false) });
+    let a = Upstream::start(fails_after_a_message()).await;
+    let b = Upstream::start(fails_after_a_message()).await;
+    let proxy = Proxy::start(&[&a, &b], "").await;
+    for _ in 0..4 {
+        let (data, trailers) = finish(proxy.call(&[]).await).await;
+        assert_eq!(data.len(), 7);
+        assert_eq!(trailers["grpc-status"], "14");
+    }
+    assert_eq!(a.requests() + b.requests(), 4, "one try per call");
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"14\"", "response_flags=\"-\""]),
+        4
+    );
+}
+
+#[tokio::test]
+async fn refused_streams_are_retried_on_another_endpoint() {
+    let refuses = Upstream::refusing().await;
+    let ok = Upstream::start(handler(|_| async {
+        grpc_reply(vec![message(), status_trailers(0)], false)
+    }))
+    .await;
+    // Round robin: every other first try goes to the refusing endpoint.
+    let round_robin = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+        metadata: {name: up, namespace: default}\n\
+        spec: {host: up, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}\n";
+    let proxy = Proxy::start(&[&refuses, &ok], round_robin).await;
+    for _ in 0..10 {
+        let (_, trailers) = finish(proxy.call(&[]).await).await;
+        assert_eq!(trailers["grpc-status"], "0");
+    }
+    assert_eq!(ok.requests(), 10);
+    assert_eq!(
+        refuses.requests(),
+        5,
+        "every other call tried the refusing endpoint first"
+    );
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"0\"", "response_flags=\"-\""]),
+        10
+    );
+}
+
+#[tokio::test]
+async fn a_reset_before_the_response_is_unavailable_upstream_reset() {
+    // An error from the service makes hyper reset the stream (INTERNAL_ERROR).
+    let resets = Upstream::start(handler(|_| async {
+        let body: BoxBody<Bytes, BoxError> =
+            BoxBody::new(StreamBody::new(futures_util::stream::iter([Err::<
+                http_body::Frame<Bytes>,
+                BoxError,
+            >(
+                "broken".into(),
+            )])));
+        Response::new(body)
+    }))
+    .await;
+    let proxy = Proxy::start(&[&resets], "").await;
+    let response = proxy.call(&[]).await;
+    assert_eq!(response.headers()["grpc-status"], "14", "{response:?}");
+    // Istio's default policy does not retry resets.
+    assert_eq!(resets.requests(), 1);
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"14\"", "response_flags=\"UR\""]),
+        1
+    );
+}
