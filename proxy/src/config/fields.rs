@@ -96,6 +96,8 @@ const VIRTUAL_SERVICE: &[Rule] = &[
     ("spec.http[].corsPolicy", Unsupported),
     ("spec.http[].headers", Unsupported),
     ("spec.http[].retries.retryRemoteLocalities", Unsupported),
+    ("spec.http[].retries.retryIgnorePreviousHosts", Unsupported),
+    ("spec.http[].retries.backoff", Unsupported),
     ("spec.http[].fault.delay.percent", Unsupported),
     ("spec.http[].fault.delay.exponentialDelay", Unsupported),
     ("spec.http[].fault.abort.http2Error", Unsupported),

@@ -71,6 +71,18 @@ pub fn canonical_host(host: &str, namespace: &str) -> String {
     }
 }
 
+/// The hosts whose configuration can apply to the Service `fqdn`, in the order Istio prefers
+/// them: its own name, then each wildcard covering it, most specific first
+/// (`*.ns.svc.cluster.local`, `*.svc.cluster.local`, ... `*`).
+pub(crate) fn hosts_covering(fqdn: &str) -> impl Iterator<Item = String> + '_ {
+    let wildcards = fqdn
+        .match_indices('.')
+        .map(|(dot, _)| &fqdn[dot..])
+        .chain([""])
+        .map(|suffix| format!("*{suffix}"));
+    std::iter::once(fqdn.to_owned()).chain(wildcards)
+}
+
 /// The host part of an authority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host<'a> {
@@ -129,6 +141,22 @@ mod tests {
         assert_eq!(
             canonical_host("GRPC.example.com", "default"),
             "grpc.example.com"
+        );
+    }
+
+    #[test]
+    fn covering_hosts_most_specific_first() {
+        let hosts: Vec<String> = hosts_covering("web.shop.svc.cluster.local").collect();
+        assert_eq!(
+            hosts,
+            [
+                "web.shop.svc.cluster.local",
+                "*.shop.svc.cluster.local",
+                "*.svc.cluster.local",
+                "*.cluster.local",
+                "*.local",
+                "*"
+            ]
         );
     }
 

@@ -3,24 +3,28 @@
 //! The path: files and directories ([`load`]) are split into YAML documents
 //! ([`documents`] says how they are numbered), each decoded into the resource its apiVersion and
 //! kind name ([`resources`]), checked ([`validate`]), and resolved into a [`Model`]: Services,
-//! their ports classified ([`crate::classify`]), their endpoints, and the DestinationRule
-//! traffic policy for each ([`policy`]). [`watch()`] follows the files and publishes a new
-//! model on every good change.
+//! their ports classified ([`crate::classify`]), their endpoints, the DestinationRule traffic
+//! policy for each ([`policy`]) and their HTTP routes from VirtualServices ([`route`]).
+//! [`watch()`] follows the files and publishes a new model on every good change.
 //!
 //! Problems are [`Diagnostic`]s, one line each: `error|warning: FILE#DOC KIND/NAMESPACE/NAME:
 //! FIELD: message`.
 //! - An error drops its document, and only it (Kubernetes or Istio would refuse it): not YAML,
 //!   no apiVersion or kind, an apiVersion that does not serve the kind, a field of the wrong
-//!   type or out of range, a duplicate resource or cluster IP, conflicting ports.
+//!   type or out of range (a bad duration or regex), a duplicate resource or cluster IP,
+//!   conflicting ports, a header name that is not one.
 //! - A warning drops nothing: a field strait does not read (a typo, or Istio API strait does not
 //!   implement; standard Kubernetes fields with no bearing on routing pass silently), a kind
-//!   strait does not read, a route to a host no Service has, two VirtualServices for one host.
+//!   strait does not read, a route to a host no Service has, two VirtualServices for one host,
+//!   and what Istio's validation refuses but has one plain reading (a route timeout of 0s,
+//!   retry settings beside `attempts: 0`, a `retryOn` token that is no condition).
 //!
 //! Loading policy, the same at start and on reload except for one rule: a reload is rejected,
 //! and the last good model kept, when a path cannot be read or a document cannot be decoded
 //! (see [`watch()`]). Other errors drop their documents as at start, so a file with a known bad
 //! document (the seed's DestinationRule) still reloads.
 
+mod bindings;
 mod decode;
 mod diagnostics;
 pub mod documents;
@@ -48,7 +52,10 @@ pub use self::{
     load::{load, load_str, LoadError, Loaded},
     model::{Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
     policy::{ConnectionPool, H2UpgradePolicy, OutlierDetection, TrafficPolicy},
-    route::{GrpcCodes, RetryOn, RetryPolicy, TryOutcome},
+    route::{
+        GrpcCodes, HttpRoute, RequestHead, RequestMatch, RetryOn, RetryPolicy, RouteOrigin,
+        TryOutcome,
+    },
     watch::{watch, ConfigWatch, ReloadStats, WatchError, DEBOUNCE},
 };
 

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::{
-    hosts::canonical_host,
+    hosts::{canonical_host, hosts_covering},
     precedence::Precedence,
     resources::{DestinationRule, Located, Resources, Subset, TrafficPolicy},
 };
@@ -46,15 +46,8 @@ impl<'a> DestinationRules<'a> {
 
     /// The rules that apply to the Service `fqdn`, first first; empty when none does.
     pub fn for_service(&self, fqdn: &str) -> &[Ranked<'a>] {
-        let most_specific_wildcard = || {
-            let suffixes = fqdn.match_indices('.').map(|(dot, _)| &fqdn[dot..]);
-            suffixes
-                .chain([""])
-                .find_map(|suffix| self.by_host.get(&format!("*{suffix}")))
-        };
-        self.by_host
-            .get(fqdn)
-            .or_else(most_specific_wildcard)
+        hosts_covering(fqdn)
+            .find_map(|host| self.by_host.get(&host))
             .map_or(&[], Vec::as_slice)
     }
 

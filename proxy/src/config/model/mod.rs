@@ -1,5 +1,6 @@
 //! The resolved model the proxy serves: Services with their ports, each port classified and with
-//! its endpoints. Built once per accepted load, never changed after (share it in an `Arc`).
+//! its endpoints, traffic policy and HTTP routes. Built once per accepted load, never changed
+//! after (share it in an `Arc`).
 
 mod endpoints;
 
@@ -11,9 +12,11 @@ use std::{
 pub use self::endpoints::EndpointSource;
 pub(crate) use self::endpoints::{selected, Workload};
 use super::{
+    bindings::{Binding, Bindings},
     hosts::{self, split_authority, Host, ServiceName},
     policy::TrafficPolicy,
     resources::{self, PortProtocol, Resources, TargetPort},
+    route::{self, HttpRoute},
     rules::{DestinationRules, Merged},
 };
 use crate::classify::{classify, Classification};
@@ -39,6 +42,9 @@ pub struct ServicePort {
     pub traffic_policy: TrafficPolicy,
     /// For each subset the DestinationRule defines: the host's policy under the subset's own.
     pub subset_policies: BTreeMap<String, TrafficPolicy>,
+    /// In order, never empty: the first a request matches is its route (see
+    /// [`route`](super::route)).
+    pub routes: Vec<HttpRoute>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -62,7 +68,7 @@ impl Service {
             .filter(|port| port.protocol == PortProtocol::Tcp)
     }
 
-    fn build(service: &resources::Service, resources: &Resources, rules: &Merged<'_>) -> Self {
+    fn build(service: &resources::Service, resources: &Resources, config: &PortConfig<'_>) -> Self {
         let workloads = selected(service, resources);
         Self {
             name: service.metadata.name.clone(),
@@ -77,17 +83,25 @@ impl Service {
                 .spec
                 .ports
                 .iter()
-                .map(|port| build_port(port, &workloads, rules))
+                .map(|port| build_port(port, &workloads, config))
                 .collect(),
         }
     }
 }
 
+/// What configures a Service's ports besides the Service itself.
+struct PortConfig<'a> {
+    rules: Merged<'a>,
+    /// The VirtualServices bound to the Service in the mesh, first first.
+    virtual_services: &'a [Binding<'a>],
+}
+
 fn build_port(
     port: &resources::ServicePort,
     workloads: &[Workload<'_>],
-    rules: &Merged<'_>,
+    config: &PortConfig<'_>,
 ) -> ServicePort {
+    let rules = &config.rules;
     let mut endpoints: Vec<Endpoint> = workloads
         .iter()
         .filter_map(|workload| {
@@ -124,6 +138,13 @@ fn build_port(
         endpoints,
         traffic_policy: TrafficPolicy::resolve(rules.traffic_policy, None, number),
         subset_policies,
+        routes: route::routes_for_port(
+            config
+                .virtual_services
+                .iter()
+                .map(|binding| binding.virtual_service.resource),
+            number,
+        ),
     }
 }
 
@@ -159,6 +180,11 @@ impl<'a> ServicePortRef<'a> {
     pub fn endpoints(&self) -> &'a [Endpoint] {
         &self.port.endpoints
     }
+
+    /// The port's HTTP routes, in order (see [`Model::http_route`]).
+    pub fn routes(&self) -> &'a [HttpRoute] {
+        &self.port.routes
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,13 +209,17 @@ impl Model {
     /// the first in load order keeps it.
     pub fn from_resources(resources: &Resources) -> Self {
         let rules = DestinationRules::new(resources);
+        let bindings = Bindings::new(resources);
         let mut services: Vec<Service> = resources
             .of::<resources::Service>()
             .map(|service| {
                 let meta = &service.resource.metadata;
                 let fqdn = hosts::fqdn(&meta.name, &meta.namespace);
-                let merged = Merged::of(rules.for_service(&fqdn));
-                Service::build(service.resource, resources, &merged)
+                let config = PortConfig {
+                    rules: Merged::of(rules.for_service(&fqdn)),
+                    virtual_services: bindings.for_mesh_service(&fqdn),
+                };
+                Service::build(service.resource, resources, &config)
             })
             .collect();
         // Stable: among duplicates the first in load order comes first, and dedup keeps it.
@@ -282,6 +312,20 @@ impl Model {
         subset: &str,
     ) -> Option<&'a TrafficPolicy> {
         service.port.subset_policies.get(subset)
+    }
+
+    /// The route a request for a Service port takes: the first of the port's routes it
+    /// matches. `None`: the port's VirtualService routes none of it, and the request has no
+    /// route (Envoy's NR).
+    pub fn http_route<'a, B>(
+        &self,
+        port: &ServicePortRef<'a>,
+        request: &http::Request<B>,
+    ) -> Option<&'a HttpRoute> {
+        let number = port.port();
+        port.routes()
+            .iter()
+            .find(|route| route.matches(request, number))
     }
 
     /// Every (cluster IP, TCP port): what the kernel must capture. Sorted.

@@ -1,13 +1,16 @@
 //! Istio `networking.istio.io` kinds. WorkloadEntry and DestinationRule traffic policies are
-//! used now (the policy itself is [`TrafficPolicy`]); VirtualService and Gateway are
-//! decoded and cross-checked, and a later issue gives them behaviour. Their durations stay
-//! strings until then.
+//! used now (the policy itself is [`TrafficPolicy`]), and so are a VirtualService's HTTP route
+//! matches, timeouts and retries (see [`crate::config::route`]). Route destinations, fault
+//! injection and Gateways are decoded and cross-checked, and a later issue gives them
+//! behaviour; fault durations stay strings until then.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::Deserialize;
 
-use super::{Labels, ObjectMeta, PortNumber, TrafficPolicy};
+use super::{
+    IstioDuration, Labels, MatchRegex, ObjectMeta, PortNumber, RouteTimeout, TrafficPolicy,
+};
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct WorkloadEntry {
@@ -59,7 +62,7 @@ pub struct HttpRoute {
     pub matches: Vec<HttpMatch>,
     #[serde(default)]
     pub route: Vec<RouteDestination>,
-    pub timeout: Option<String>,
+    pub timeout: Option<RouteTimeout>,
     pub retries: Option<Retries>,
     pub fault: Option<Fault>,
 }
@@ -68,20 +71,82 @@ pub struct HttpRoute {
 pub struct HttpMatch {
     pub name: Option<String>,
     pub uri: Option<StringMatch>,
+    /// By name as written; what a name can be is [`crate::config::route::HeaderKey`]'s.
     #[serde(default)]
-    pub headers: BTreeMap<String, StringMatch>,
+    pub headers: BTreeMap<String, HeaderMatch>,
     pub method: Option<StringMatch>,
     pub authority: Option<StringMatch>,
     pub port: Option<PortNumber>,
 }
 
 /// Istio's StringMatch: exactly one of the three.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "StringMatchFields")]
 pub enum StringMatch {
     Exact(String),
     Prefix(String),
-    Regex(String),
+    Regex(MatchRegex),
+}
+
+impl StringMatch {
+    pub fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            Self::Exact(exact) => value == exact.as_bytes(),
+            Self::Prefix(prefix) => value.starts_with(prefix.as_bytes()),
+            Self::Regex(regex) => regex.is_match(value),
+        }
+    }
+}
+
+/// A header's match: a [`StringMatch`], or `{}` (`None`), which asks only that the header be
+/// present, as Istio reads it.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "StringMatchFields")]
+pub struct HeaderMatch(pub Option<StringMatch>);
+
+/// A StringMatch as written: the oneof is checked when it becomes one of the above.
+#[derive(Deserialize)]
+struct StringMatchFields {
+    exact: Option<String>,
+    prefix: Option<String>,
+    regex: Option<MatchRegex>,
+}
+
+impl StringMatchFields {
+    /// The match set, if one is; `Err` when more than one is.
+    fn into_match(self) -> Result<Option<StringMatch>, ()> {
+        let set = [
+            self.exact.map(StringMatch::Exact),
+            self.prefix.map(StringMatch::Prefix),
+            self.regex.map(StringMatch::Regex),
+        ];
+        let mut set = set.into_iter().flatten();
+        let first = set.next();
+        match set.next() {
+            None => Ok(first),
+            Some(_) => Err(()),
+        }
+    }
+}
+
+impl TryFrom<StringMatchFields> for StringMatch {
+    type Error = &'static str;
+
+    fn try_from(fields: StringMatchFields) -> Result<Self, Self::Error> {
+        let one = fields.into_match().ok().flatten();
+        one.ok_or("set exactly one of exact, prefix and regex")
+    }
+}
+
+impl TryFrom<StringMatchFields> for HeaderMatch {
+    type Error = &'static str;
+
+    fn try_from(fields: StringMatchFields) -> Result<Self, Self::Error> {
+        let at_most_one = fields.into_match();
+        at_most_one
+            .map(Self)
+            .map_err(|()| "set at most one of exact, prefix and regex")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -105,8 +170,10 @@ pub struct PortSelector {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Retries {
+    /// Absent is 0, as in Istio's proto: retries disabled.
     pub attempts: Option<u32>,
-    pub per_try_timeout: Option<String>,
+    pub per_try_timeout: Option<IstioDuration>,
+    /// Comma-separated conditions, read by [`crate::config::route::RetryOn::parse`].
     pub retry_on: Option<String>,
 }
 

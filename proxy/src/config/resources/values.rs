@@ -169,14 +169,22 @@ impl IstioDuration {
     }
 
     fn parse(text: &str) -> Option<Self> {
-        let units_ok = text
-            .split(|c: char| c.is_ascii_digit() || c == '.')
-            .filter(|unit| !unit.is_empty())
-            .all(|unit| Self::UNITS.contains(&unit));
-        let duration = humantime::parse_duration(text).ok().filter(|_| units_ok)?;
-        let whole_ms = duration.subsec_nanos() % 1_000_000 == 0;
+        Self::in_range(go_duration(text)?)
+    }
+
+    fn in_range(duration: Duration) -> Option<Self> {
+        let whole_ms = duration.subsec_nanos().is_multiple_of(1_000_000);
         (duration >= Duration::from_millis(1) && whole_ms).then_some(Self(duration))
     }
+}
+
+/// Go's `time.ParseDuration` syntax (`0` needs no unit), non-negative.
+fn go_duration(text: &str) -> Option<Duration> {
+    let units_ok = text
+        .split(|c: char| c.is_ascii_digit() || c == '.')
+        .filter(|unit| !unit.is_empty())
+        .all(|unit| IstioDuration::UNITS.contains(&unit));
+    humantime::parse_duration(text).ok().filter(|_| units_ok)
 }
 
 impl<'de> Deserialize<'de> for IstioDuration {
@@ -184,6 +192,96 @@ impl<'de> Deserialize<'de> for IstioDuration {
         let text = String::deserialize(deserializer)?;
         Self::parse(&text)
             .ok_or_else(|| de::Error::invalid_value(Unexpected::Str(&text), &Self::EXPECTED))
+    }
+}
+
+/// An HTTP route's `timeout`: an [`IstioDuration`], or zero, which Envoy reads as no timeout.
+/// Istio's validation refuses zero (it is below 1 ms); strait reads it as Envoy would, and
+/// validation warns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteTimeout {
+    Zero,
+    After(IstioDuration),
+}
+
+impl RouteTimeout {
+    /// `None`: no timeout.
+    pub fn get(self) -> Option<Duration> {
+        match self {
+            Self::Zero => None,
+            Self::After(duration) => Some(duration.get()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteTimeout {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let timeout = go_duration(&text).and_then(|duration| match duration.is_zero() {
+            true => Some(Self::Zero),
+            false => IstioDuration::in_range(duration).map(Self::After),
+        });
+        timeout.ok_or_else(|| {
+            de::Error::invalid_value(
+                Unexpected::Str(&text),
+                &"a duration like 10s, 1.5s or 100ms in whole milliseconds, or 0s for none",
+            )
+        })
+    }
+}
+
+/// A StringMatch `regex`: RE2 syntax (the `regex` crate's, which follows RE2), matching the
+/// whole value as Envoy's `safe_regex` does. Compiled when decoded, so a bad pattern is a
+/// decode error naming its field, as Istio rejects the resource.
+#[derive(Clone, Debug)]
+pub struct MatchRegex {
+    /// As written.
+    pattern: String,
+    /// Anchored at both ends.
+    regex: regex::bytes::Regex,
+}
+
+impl MatchRegex {
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        if pattern.is_empty() {
+            return Err("a regex must not be empty".to_owned());
+        }
+        let regex = regex::bytes::Regex::new(&format!(r"\A(?:{pattern})\z"))
+            .map_err(|err| format!("{pattern:?} is not a valid RE2 regex: {}", last_line(&err)))?;
+        Ok(Self {
+            pattern: pattern.to_owned(),
+            regex,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Whether the whole of `value` matches.
+    pub fn is_match(&self, value: &[u8]) -> bool {
+        self.regex.is_match(value)
+    }
+}
+
+/// The `regex` crate's errors span lines (pattern, caret, reason): diagnostics are one line,
+/// and the reason is the last.
+fn last_line(err: &regex::Error) -> String {
+    let text = err.to_string();
+    let last = text.lines().last().unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_owned()
+}
+
+impl PartialEq for MatchRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl<'de> Deserialize<'de> for MatchRegex {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::new(&text).map_err(de::Error::custom)
     }
 }
 
@@ -316,6 +414,43 @@ mod tests {
             let err = parse(bad).unwrap_err();
             assert!(err.contains("expected a duration like 10s"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn route_timeouts_take_zero_for_none() {
+        let parse = |text: &str| from_yaml::<RouteTimeout>(text).map(RouteTimeout::get);
+        assert_eq!(parse("2s"), Ok(Some(Duration::from_secs(2))));
+        assert_eq!(parse("500ms"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(parse("1m"), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(parse("0s"), Ok(None));
+        assert_eq!(parse("0"), Ok(None));
+        for bad in ["500us", "-1s", "5", "1d", "soon"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("or 0s for none"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn match_regexes_are_whole_value_and_one_line_errors() {
+        let regex = from_yaml::<MatchRegex>("'/helloworld\\.Greeter/.*'").unwrap();
+        assert_eq!(regex.as_str(), "/helloworld\\.Greeter/.*");
+        assert!(regex.is_match(b"/helloworld.Greeter/SayHello"));
+        assert!(!regex.is_match(b"/x/helloworld.Greeter/SayHello"));
+        let alternation = MatchRegex::new("a|b").unwrap();
+        assert!(alternation.is_match(b"b"));
+        assert!(
+            !alternation.is_match(b"ab"),
+            "anchoring wraps the whole pattern"
+        );
+        let err = from_yaml::<MatchRegex>("'(unclosed'").unwrap_err();
+        assert!(
+            err.contains("\"(unclosed\" is not a valid RE2 regex: unclosed group"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        assert!(from_yaml::<MatchRegex>("''")
+            .unwrap_err()
+            .contains("must not be empty"));
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! Istio would reject it); warnings name what will not work as written but load anyway.
 //!
 //! - Per document: Service ports and cluster IPs; WorkloadEntry addresses; DestinationRule
-//!   traffic policies.
+//!   traffic policies; VirtualService HTTP routes (header names, timeouts, retries).
 //! - Across documents: duplicates (the first in load order stays), named `targetPort`s no
 //!   selected endpoint defines, VirtualService destinations, subsets, gateways and hosts bound
 //!   twice, and DestinationRule policies and subsets another rule for the host overrides.
 
 mod duplicates;
+mod http_routes;
 mod policy;
 mod routing;
 mod services;
@@ -28,6 +29,7 @@ pub(crate) fn document(resource: &Resource) -> Vec<Finding> {
         Resource::Service(service) => services::check(service),
         Resource::WorkloadEntry(entry) => services::check_workload_entry(entry),
         Resource::DestinationRule(rule) => policy::check(rule),
+        Resource::VirtualService(service) => http_routes::check(service),
         _ => Vec::new(),
     }
 }

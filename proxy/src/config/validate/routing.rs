@@ -1,15 +1,12 @@
 //! VirtualServices against the Services, DestinationRules and Gateways loaded with them. Istio
 //! accepts all of these; requests just fail at run time, so they are warnings.
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    fmt,
-};
+use std::collections::{HashMap, HashSet};
 
 use crate::config::{
+    bindings::{Bindings, Scope},
     diagnostics::{Diagnostic, Finding},
     hosts::{canonical_host, fqdn},
-    precedence::Precedence,
     resources::{Destination, Gateway, Located, Resources, Service, VirtualService},
     rules::DestinationRules,
 };
@@ -27,7 +24,7 @@ pub(super) fn check(resources: &Resources) -> Vec<Diagnostic> {
         diagnostics
             .extend(findings.map(|finding| finding.place(&service.source, &service.subject())));
     }
-    diagnostics.extend(conflicts(resources));
+    diagnostics.extend(conflicts(&Bindings::new(resources)));
     diagnostics
 }
 
@@ -141,45 +138,6 @@ fn destination(
     Some(Finding::warning(format!("{field}.subset"), message))
 }
 
-/// Where a VirtualService applies.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Scope {
-    /// The reserved gateway name `mesh`, and the default: client-side routing.
-    Mesh,
-    /// A Gateway, as `namespace/name`.
-    Gateway(String),
-}
-
-impl Scope {
-    fn parse(reference: &str, namespace: &str) -> Self {
-        match reference {
-            "mesh" => Self::Mesh,
-            qualified if qualified.contains('/') => Self::Gateway(qualified.to_owned()),
-            name => Self::Gateway(format!("{namespace}/{name}")),
-        }
-    }
-
-    fn of(service: &VirtualService) -> Vec<Self> {
-        let gateways = &service.spec.gateways;
-        if gateways.is_empty() {
-            return vec![Self::Mesh];
-        }
-        gateways
-            .iter()
-            .map(|gateway| Self::parse(gateway, &service.metadata.namespace))
-            .collect()
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Mesh => f.write_str("the mesh"),
-            Self::Gateway(name) => write!(f, "gateway {name}"),
-        }
-    }
-}
-
 fn gateway_refs(index: &Index<'_>, service: &VirtualService) -> Vec<Finding> {
     let namespace = &service.metadata.namespace;
     let mut findings = Vec::new();
@@ -196,60 +154,25 @@ fn gateway_refs(index: &Index<'_>, service: &VirtualService) -> Vec<Finding> {
     findings
 }
 
-/// One host bound in one scope by one VirtualService.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Binding {
-    precedence: Precedence,
-    service: usize,
-    host_index: usize,
-}
-
 /// VirtualServices binding the same host in the same scope. For the mesh, Istio uses the first
-/// in [`Precedence`] order and ignores the others; at a gateway it merges their routes in that
-/// order. Either way the later ones are named, each with the one that goes first.
-fn conflicts(resources: &Resources) -> Vec<Diagnostic> {
-    let services: Vec<Located<&VirtualService>> = resources.of::<VirtualService>().collect();
+/// in [`Precedence`](crate::config::precedence::Precedence) order (port by port: a later one
+/// applies to the ports the first has no routes for); at a gateway it merges their routes in
+/// that order. Either way the later ones are named, each with the one that goes first.
+fn conflicts(bindings: &Bindings<'_>) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
-    for ((scope, host), bindings) in bindings(&services) {
-        let Some((first, later)) = bindings.split_first() else {
+    for (scope, host, bound) in bindings.iter() {
+        let Some((first, later)) = bound.split_first() else {
             continue;
         };
-        let winner = &services[first.service];
         for binding in later {
             let why = first.precedence.why_before(&binding.precedence);
-            let message = conflict_message(&scope, &host, winner, why);
-            let loser = &services[binding.service];
+            let message = conflict_message(scope, host, &first.virtual_service, why);
+            let loser = &binding.virtual_service;
             let finding = Finding::warning(format!("spec.hosts[{}]", binding.host_index), message);
             diagnostics.push(finding.place(&loser.source, &loser.subject()));
         }
     }
     diagnostics
-}
-
-/// Who binds each (scope, canonical host), first first.
-fn bindings(services: &[Located<&VirtualService>]) -> BTreeMap<(Scope, String), Vec<Binding>> {
-    let mut bound: BTreeMap<(Scope, String), Vec<Binding>> = BTreeMap::new();
-    for (i, service) in services.iter().enumerate() {
-        let meta = &service.resource.metadata;
-        let precedence = Precedence::of(meta, i);
-        for (host_index, host) in service.resource.spec.hosts.iter().enumerate() {
-            for scope in Scope::of(service.resource) {
-                let binding = Binding {
-                    precedence: precedence.clone(),
-                    service: i,
-                    host_index,
-                };
-                let key = (scope, canonical_host(host, &meta.namespace));
-                bound.entry(key).or_default().push(binding);
-            }
-        }
-    }
-    for bindings in bound.values_mut() {
-        bindings.sort();
-        // A VirtualService that lists a host twice binds it once.
-        bindings.dedup_by_key(|binding| binding.service);
-    }
-    bound
 }
 
 fn conflict_message(
@@ -262,8 +185,8 @@ fn conflict_message(
     let name = format!("{}/{}", meta.namespace, meta.name);
     let outcome = match scope {
         Scope::Mesh => {
-            let ignored = "this VirtualService's routes for that host are ignored";
-            format!("{name} wins because {why}, and {ignored}")
+            let used = format!("used only on ports where {name} has none");
+            format!("{name} wins because {why}, and this VirtualService's routes for that host are {used}")
         }
         Scope::Gateway(_) => format!("their routes are merged there, {name}'s first because {why}"),
     };

@@ -1,0 +1,200 @@
+//! Istio's HTTPMatchRequest, evaluated as Envoy evaluates what Istio makes of it: every
+//! condition of one match must hold; a header named in it must be present.
+//!
+//! - `uri`: `exact` and `regex` against the path without its query (Envoy's `path` and
+//!   `safe_regex`), `prefix` against the path with it. For gRPC the path is
+//!   `/package.Service/Method`.
+//! - `method`, `authority` (`:authority`, else the HTTP/1.1 `Host`), `headers`: the value as
+//!   sent; a header sent more than once is matched as its values joined by `,`, as Envoy does.
+//! - `port`: the Service port the request is for.
+//!
+//! A regex matches the whole value (see [`MatchRegex`](crate::config::resources::MatchRegex)).
+
+use std::borrow::Cow;
+
+use http::{header, request, HeaderMap, HeaderName, Method, Request, Uri};
+
+use crate::config::resources::{HttpMatch, StringMatch};
+
+/// One HTTPMatchRequest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestMatch {
+    /// `name`, for logs.
+    pub name: Option<String>,
+    pub uri: Option<StringMatch>,
+    pub method: Option<StringMatch>,
+    pub authority: Option<StringMatch>,
+    pub headers: Vec<HeaderCondition>,
+    /// The Service port number; `None`: any.
+    pub port: Option<u16>,
+}
+
+/// A header that must be present, and what its value must be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderCondition {
+    pub name: HeaderKey,
+    /// `None`: any value.
+    pub value: Option<StringMatch>,
+}
+
+/// What a `headers` key can name: a header, or one of the request's pseudo-headers, which
+/// Envoy matches like headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderKey {
+    Header(HeaderName),
+    /// `:method`, `:scheme`, `:authority`, `:path` (with the query), `:status` (never in a
+    /// request).
+    Pseudo(&'static str),
+}
+
+/// Why a `headers` key names nothing strait can match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UnusableKey {
+    /// `@request.auth.claims.*`: Istio routes on JWT claims that its RequestAuthentication
+    /// verified; strait verifies no JWTs.
+    JwtClaim,
+    /// Not a header name: Istio's validation refuses it.
+    Invalid,
+}
+
+const PSEUDO_HEADERS: &[&str] = &[":method", ":scheme", ":authority", ":path", ":status"];
+
+impl HeaderKey {
+    /// A `headers` key as Istio reads it (header names in any case; Envoy compares them in
+    /// lower case).
+    pub(crate) fn parse(key: &str) -> Result<Self, UnusableKey> {
+        if key.starts_with("@request.auth.claims") {
+            return Err(UnusableKey::JwtClaim);
+        }
+        if let Some(&pseudo) = PSEUDO_HEADERS.iter().find(|&&pseudo| pseudo == key) {
+            return Ok(Self::Pseudo(pseudo));
+        }
+        HeaderName::from_bytes(key.as_bytes())
+            .map(Self::Header)
+            .map_err(|_| UnusableKey::Invalid)
+    }
+}
+
+impl RequestMatch {
+    /// The match as written; `None` when it can never apply (a header key strait cannot match).
+    pub(crate) fn from_spec(spec: &HttpMatch) -> Option<Self> {
+        let headers = spec
+            .headers
+            .iter()
+            .map(|(key, value)| {
+                let name = HeaderKey::parse(key).ok()?;
+                Some(HeaderCondition {
+                    name,
+                    value: value.0.clone(),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            name: spec.name.clone(),
+            uri: spec.uri.clone(),
+            method: spec.method.clone(),
+            authority: spec.authority.clone(),
+            headers,
+            port: spec.port.map(|port| port.get()),
+        })
+    }
+
+    /// Whether it may apply to requests for Service port `port`.
+    pub fn applies_to_port(&self, port: u16) -> bool {
+        self.port.is_none_or(|own| own == port)
+    }
+
+    /// Whether a request for Service port `port` meets every condition.
+    pub fn matches(&self, request: &RequestHead<'_>, port: u16) -> bool {
+        let holds = |condition: &Option<StringMatch>, value: Option<&[u8]>| match condition {
+            None => true,
+            Some(condition) => value.is_some_and(|value| condition.matches(value)),
+        };
+        self.applies_to_port(port)
+            && self.uri.as_ref().is_none_or(|uri| request.uri_matches(uri))
+            && holds(&self.method, Some(request.method.as_str().as_bytes()))
+            && holds(&self.authority, request.authority())
+            && self.headers.iter().all(|header| {
+                let value = request.header(&header.name);
+                value.is_some() && holds(&header.value, value.as_deref())
+            })
+    }
+}
+
+/// The parts of a request routes look at: from a [`Request`] or its [`request::Parts`].
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'r> {
+    method: &'r Method,
+    uri: &'r Uri,
+    headers: &'r HeaderMap,
+}
+
+impl<'r, B> From<&'r Request<B>> for RequestHead<'r> {
+    fn from(request: &'r Request<B>) -> Self {
+        Self {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+        }
+    }
+}
+
+impl<'r> From<&'r request::Parts> for RequestHead<'r> {
+    fn from(parts: &'r request::Parts) -> Self {
+        Self {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+        }
+    }
+}
+
+impl RequestHead<'_> {
+    fn uri_matches(&self, uri: &StringMatch) -> bool {
+        let value = match uri {
+            StringMatch::Prefix(_) => self.path_and_query(),
+            StringMatch::Exact(_) | StringMatch::Regex(_) => self.uri.path(),
+        };
+        uri.matches(value.as_bytes())
+    }
+
+    fn path_and_query(&self) -> &str {
+        self.uri
+            .path_and_query()
+            .map_or_else(|| self.uri.path(), |path| path.as_str())
+    }
+
+    /// `:authority` (HTTP/2 and absolute-form HTTP/1.1), else the `Host` header.
+    fn authority(&self) -> Option<&[u8]> {
+        match self.uri.authority() {
+            Some(authority) => Some(authority.as_str().as_bytes()),
+            None => self.headers.get(header::HOST).map(|host| host.as_bytes()),
+        }
+    }
+
+    fn header(&self, key: &HeaderKey) -> Option<Cow<'_, [u8]>> {
+        match key {
+            HeaderKey::Header(name) => self.joined(name),
+            HeaderKey::Pseudo(":method") => Some(self.method.as_str().as_bytes().into()),
+            HeaderKey::Pseudo(":scheme") => self.uri.scheme_str().map(|s| s.as_bytes().into()),
+            HeaderKey::Pseudo(":authority") => self.authority().map(Cow::from),
+            HeaderKey::Pseudo(":path") => Some(self.path_and_query().as_bytes().into()),
+            HeaderKey::Pseudo(_) => None,
+        }
+    }
+
+    /// A header's values, joined by `,` when there are several.
+    fn joined(&self, name: &HeaderName) -> Option<Cow<'_, [u8]>> {
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next()?;
+        let Some(second) = values.next() else {
+            return Some(first.as_bytes().into());
+        };
+        let mut joined = first.as_bytes().to_vec();
+        for value in [second].into_iter().chain(values) {
+            joined.push(b',');
+            joined.extend_from_slice(value.as_bytes());
+        }
+        Some(joined.into())
+    }
+}
