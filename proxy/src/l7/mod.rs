@@ -160,7 +160,7 @@ impl L7Proxy {
         let key = (service.fqdn(), port.port());
         let pick = self
             .balancers
-            .pick(&key, policy.load_balancer, &endpoints, &[])
+            .pick(&key, policy, &endpoints, &[])
             .ok_or(Failure::NoHealthyUpstream)?;
         let endpoint = pick.endpoint();
         let mut checkout = self
