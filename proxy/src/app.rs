@@ -17,13 +17,12 @@ use tracing::{error, info, warn};
 
 use crate::{
     admin::{self, AdminState, Scope},
-    balance::{Balancers, RoundRobin},
+    balance::RoundRobin,
     capture::{self, ebpf::KernelCapture, OriginalDst},
     config::{self, Model},
     l7::L7Proxy,
     listener::Outbound,
     telemetry::{kernel::KernelCollector, reloads::ReloadCollector, Metrics},
-    upstream::pool::Pool,
 };
 
 /// Everything `strait run` needs, resolved from the command line.
@@ -73,13 +72,11 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let kernel_task =
         kernel.map(|kernel| tokio::spawn(maintain_kernel(kernel, model.clone(), shutdown.clone())));
 
-    let l7 = Arc::new(L7Proxy {
-        model: model.clone(),
-        metrics: metrics.requests.clone(),
-        balancers: Balancers::default(),
-        pool: Pool::default(),
-        drain: shutdown.clone(),
-    });
+    let l7 = Arc::new(L7Proxy::new(
+        model.clone(),
+        metrics.requests.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(l7.clone().prune_pool_on_reload());
     let outbound = Arc::new(Outbound {
         model: model.clone(),

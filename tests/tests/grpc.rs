@@ -1,43 +1,21 @@
 //! End-to-end: gRPC through strait's L7 path, with the Rust Greeter and Python's grpcio.
 //! Each call over one client connection is balanced on its own.
 
-use std::{fs, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{fs, net::SocketAddr, time::Duration};
 
 use anyhow::Result;
 use strait_tests::{
-    greeter::{self, CallOptions, FailIn, Implementation, Method, ServeOptions},
-    lab::{self, Lab, LocalStrait},
-    manifests,
+    greeter::{
+        self,
+        loopback::{
+            config_dir, greeter_manifests, Loopback, AUTHORITY, GREETER_VIP, REPLICAS,
+            SERVICE_LABEL,
+        },
+        CallOptions, FailIn, Implementation, Method, ServeOptions,
+    },
+    lab::{self, Lab},
 };
 use tonic::Code;
-
-const GREETER_VIP: &str = "10.96.0.30:50051";
-const REPLICAS: [&str; 3] = ["replica-a", "replica-b", "replica-c"];
-
-fn config_dir(name: &str) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("strait-grpc-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-/// The greeter Service (gRPC by appProtocol) over pods named by `REPLICAS`, each at `ip` with
-/// its `grpc` container port: targetPort is the port's name, so each pod may listen elsewhere.
-fn greeter_manifests(backends: &[(impl std::fmt::Display, u16)]) -> String {
-    let service = manifests::Service {
-        name: "greeter",
-        app: "greeter",
-        vip: GREETER_VIP.parse().unwrap(),
-        port_name: "api",
-        app_protocol: Some("grpc"),
-        target_port: &"grpc",
-    };
-    let pods = backends
-        .iter()
-        .zip(REPLICAS)
-        .map(|((ip, port), name)| manifests::pod(name, "greeter", ip, &[("grpc", *port)]));
-    manifests::documents(std::iter::once(service.yaml()).chain(pods))
-}
 
 #[test]
 fn one_connection_to_the_vip_is_balanced_per_call() -> Result<()> {
@@ -87,80 +65,9 @@ fn one_connection_to_the_vip_is_balanced_per_call() -> Result<()> {
     Ok(())
 }
 
-/// Three Rust greeters on loopback and strait without capture: requests find the Service by
-/// their `:authority`.
-struct Loopback {
-    strait: LocalStrait,
-    _servers: Vec<lab::ChildProcess>,
-    config: PathBuf,
-}
-
-impl Loopback {
-    fn start(name: &str, serve: impl Fn(ServeOptions) -> ServeOptions) -> Result<Loopback> {
-        let mut servers = Vec::new();
-        let mut backends = Vec::new();
-        for replica in REPLICAS {
-            let options = serve(ServeOptions::new("127.0.0.1:0".parse()?, replica));
-            let (server, addr) = greeter::spawn_server(Implementation::Rust, &options)?;
-            servers.push(server);
-            backends.push((addr.ip(), addr.port()));
-        }
-        let config = config_dir(name)?;
-        let empty = manifests::Service {
-            name: "empty",
-            app: "nothing",
-            vip: "10.96.0.31:50051".parse()?,
-            port_name: "grpc",
-            app_protocol: None,
-            target_port: &50051,
-        };
-        fs::write(config.join("greeter.yaml"), greeter_manifests(&backends))?;
-        fs::write(config.join("empty.yaml"), empty.yaml())?;
-        let strait = LocalStrait::start(&config, &[] as &[&str])?;
-        Ok(Loopback {
-            strait,
-            _servers: servers,
-            config,
-        })
-    }
-
-    /// `istio_requests_total` summed over the samples whose labels contain all of `labels`.
-    fn requests_total(&self, labels: &[&str]) -> Result<u64> {
-        let url = format!("http://{}/stats/prometheus", self.strait.admin);
-        let (_, body) = lab::http_get_local(&url)?;
-        Ok(body
-            .lines()
-            .filter(|l| {
-                l.starts_with("istio_requests_total{") && labels.iter().all(|n| l.contains(n))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum())
-    }
-
-    fn call(
-        &self,
-        implementation: Implementation,
-        authority: &str,
-        tune: impl Fn(CallOptions) -> CallOptions,
-    ) -> Result<greeter::CallSummary> {
-        let mut options = tune(CallOptions::new(self.strait.outbound));
-        options.authority = Some(authority.to_string());
-        Ok(greeter::run_client(implementation, &options, Duration::from_secs(60))?.summary)
-    }
-}
-
-impl Drop for Loopback {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.config);
-    }
-}
-
-const AUTHORITY: &str = "greeter.default.svc.cluster.local:50051";
-const SERVICE_LABEL: &str = "destination_service=\"greeter.default.svc.cluster.local\"";
-
 #[test]
 fn without_capture_calls_are_routed_by_authority_and_balanced() -> Result<()> {
-    let lo = Loopback::start("authority", |s| s)?;
+    let lo = Loopback::start("authority", Implementation::Rust, |s| s)?;
     for authority in [
         AUTHORITY,
         "greeter.default:50051",
@@ -191,7 +98,7 @@ fn without_capture_calls_are_routed_by_authority_and_balanced() -> Result<()> {
 
 #[test]
 fn every_call_kind_and_16_mib_messages_pass_through() -> Result<()> {
-    let lo = Loopback::start("kinds", |s| s)?;
+    let lo = Loopback::start("kinds", Implementation::Rust, |s| s)?;
     for method in [
         Method::Unary,
         Method::ServerStream,
@@ -213,7 +120,9 @@ fn every_call_kind_and_16_mib_messages_pass_through() -> Result<()> {
 
 #[test]
 fn failures_are_grpc_statuses() -> Result<()> {
-    let lo = Loopback::start("failures", |s| s.delayed(Duration::from_secs(3)))?;
+    let lo = Loopback::start("failures", Implementation::Rust, |s| {
+        s.delayed(Duration::from_secs(3))
+    })?;
     // No Service for the authority, and a Service without endpoints: UNAVAILABLE, at once.
     for authority in ["nothing.default:50051", "empty.default:50051"] {
         let summary = lo.call(Implementation::Rust, authority, |c| c.count(2))?;
@@ -259,16 +168,18 @@ fn failures_are_grpc_statuses() -> Result<()> {
 #[test]
 fn grpc_status_in_trailers_is_seen() -> Result<()> {
     // Every replica fails every call with UNAVAILABLE after its response headers: in trailers.
-    let lo = Loopback::start("trailers", |s| {
+    let lo = Loopback::start("trailers", Implementation::Rust, |s| {
         s.failing(Code::Unavailable, 1, FailIn::Trailers)
     })?;
     let summary = lo.call(Implementation::Rust, AUTHORITY, |c| c.count(10))?;
     assert_eq!(summary.with_code(Code::Unavailable), 10, "{summary:?}");
+    // Istio's default policy retries UNAVAILABLE twice; strait reads it from the trailers, so
+    // each call ends with its retries exhausted (URX), with the last try's status.
     let labels = [
         SERVICE_LABEL,
         "grpc_response_status=\"14\"",
         "response_code=\"200\"",
-        "response_flags=\"-\"",
+        "response_flags=\"URX\"",
     ];
     assert_eq!(lo.requests_total(&labels)?, 10);
     Ok(())

@@ -81,7 +81,10 @@ pub enum TryOutcome {
     Reset,
     PerTryTimeout,
     /// A response: its HTTP status and gRPC status (from headers or trailers).
-    Response { status: u16, grpc: Option<u16> },
+    Response {
+        status: u16,
+        grpc: Option<u16>,
+    },
 }
 
 impl RetryOn {

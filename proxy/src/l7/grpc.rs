@@ -48,6 +48,20 @@ pub fn trailers_only(code: Code, message: &str) -> Response<ProxyBody> {
     response
 }
 
+/// The trailers that end a gRPC response whose deadline passed while it streamed.
+pub fn timeout_trailers() -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert(
+        "grpc-status",
+        HeaderValue::from(Code::DeadlineExceeded as u16),
+    );
+    trailers.insert("grpc-message", percent_encode(TIMEOUT_MESSAGE));
+    trailers
+}
+
+/// Envoy's words for it.
+pub const TIMEOUT_MESSAGE: &str = "upstream request timeout";
+
 /// The HTTP answer to a non-gRPC request on an HTTP/2 port, as Envoy gives it.
 pub fn http_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let body = http_body_util::Full::new(Bytes::from(format!("{message}\n")))

@@ -1,14 +1,24 @@
 //! The L7 path for gRPC and HTTP/2 ports: strait terminates the client's HTTP/2 connection and
 //! sends each request (stream) on its own to an endpoint chosen for it, over pooled upstream
 //! HTTP/2 connections. A client holding one long-lived connection is balanced per call.
+//!
+//! A request's way: its Service port ([`resolve`]), its route's timeout and retry policy, then
+//! tries ([`attempt`]) until one is final ([`retry`]: policy, budget, backoff; [`replay`]: the
+//! request body kept for them), and the response streamed back ([`body`]: deadline, metrics).
+//! Strait's own answers are in [`failure`].
 
+mod attempt;
 mod body;
+mod deadline;
+mod failure;
 pub mod grpc;
+mod replay;
+mod retry;
 
-use std::{collections::HashSet, convert::Infallible, net::SocketAddr, sync::Arc, time::Instant};
+use std::{collections::HashSet, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{request, Request, Response};
 use http_body_util::combinators::BoxBody;
 use hyper::{body::Incoming, server::conn::http2, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -16,22 +26,33 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite},
     net::TcpStream,
     sync::watch,
+    time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use self::{
+    attempt::Answered,
+    body::ResponseBody,
+    failure::Failure,
+    replay::{BoxError, Replay, ReplayBody},
+    retry::{ActiveRequest, ActiveRetry, RetryBudgets, Tries},
+};
 use crate::{
     balance::{Balancers, Pick},
-    config::{Model, ServicePortRef},
+    config::{GrpcCodes, Model, RetryPolicy, ServicePortRef},
     telemetry::{
         requests::{RequestMetrics, RequestOutcome},
         ResponseFlags,
     },
-    upstream::pool::{Checkout, Limits, Pool, PoolError},
+    upstream::pool::{Checkout, Pool},
 };
 
 /// What strait answers clients with: upstream bodies, or its own.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// What strait sends upstream: the client's body, kept for retries.
+pub type RequestBody = ReplayBody<Incoming>;
 
 /// How a connection's requests find their Service port.
 #[derive(Clone, Copy, Debug)]
@@ -44,15 +65,31 @@ pub enum Destination {
 
 /// Shared by every L7 connection.
 pub struct L7Proxy {
-    pub model: watch::Receiver<Arc<Model>>,
-    pub metrics: Arc<RequestMetrics>,
-    pub balancers: Balancers,
-    pub pool: Pool,
+    model: watch::Receiver<Arc<Model>>,
+    metrics: Arc<RequestMetrics>,
+    balancers: Balancers,
+    pool: Pool<RequestBody>,
+    retry_budgets: RetryBudgets,
     /// Cancelled when strait shuts down: every client connection gets a GOAWAY.
-    pub drain: CancellationToken,
+    drain: CancellationToken,
 }
 
 impl L7Proxy {
+    pub fn new(
+        model: watch::Receiver<Arc<Model>>,
+        metrics: Arc<RequestMetrics>,
+        drain: CancellationToken,
+    ) -> Self {
+        Self {
+            model,
+            metrics,
+            balancers: Balancers::default(),
+            pool: Pool::default(),
+            retry_budgets: RetryBudgets::default(),
+            drain,
+        }
+    }
+
     /// Serves one client connection speaking HTTP/2 (prior knowledge, as gRPC does) until it
     /// closes.
     pub async fn serve_h2<I>(
@@ -86,48 +123,6 @@ impl L7Proxy {
         }
     }
 
-    async fn forward(
-        &self,
-        request: Request<Incoming>,
-        destination: Destination,
-    ) -> Response<ProxyBody> {
-        let mut record = Record {
-            metrics: self.metrics.clone(),
-            started: Instant::now(),
-            outcome: RequestOutcome {
-                service: None,
-                grpc: grpc::is_grpc(&request),
-                response_code: 0,
-                grpc_status: None,
-                flags: ResponseFlags::NONE,
-            },
-            ended: false,
-        };
-        match self
-            .try_forward(request, destination, &mut record.outcome)
-            .await
-        {
-            Ok((response, in_flight)) => {
-                record.answered(&response);
-                // A headers-only response (gRPC trailers-only) has no body to read to its end.
-                record.ended = http_body::Body::is_end_stream(response.body());
-                let observer = InFlight {
-                    _upstream: in_flight,
-                    record,
-                };
-                response.map(|body| BoxBody::new(body::Observed::new(body, observer)))
-            }
-            Err(failure) => {
-                debug!(flags = %failure.flags(), %failure, "request failed");
-                let response = failure.response(record.outcome.grpc);
-                record.outcome.flags = failure.flags();
-                record.answered(&response);
-                record.ended = true;
-                response
-            }
-        }
-    }
-
     /// Closes pooled connections to endpoints that left the config, on every new generation.
     /// (In-flight requests keep theirs: a checkout holds its own handle.)
     pub async fn prune_pool_on_reload(self: Arc<Self>) {
@@ -144,44 +139,165 @@ impl L7Proxy {
         }
     }
 
-    /// Sends the request upstream: the response, and what it holds until it ends.
-    async fn try_forward(
+    async fn forward(
         &self,
         request: Request<Incoming>,
         destination: Destination,
-        outcome: &mut RequestOutcome,
-    ) -> Result<(Response<Incoming>, (Checkout, Pick)), Failure> {
+    ) -> Response<ProxyBody> {
+        let mut record = Record::new(self.metrics.clone(), grpc::is_grpc(&request));
+        match self.exchange(request, destination, &mut record).await {
+            Ok(last) => last.respond(record),
+            Err(failure) => {
+                debug!(flags = %failure.flags(), %failure, "request failed");
+                let response = failure.response(record.outcome.grpc);
+                record.outcome.flags |= failure.flags();
+                record.answered(&response);
+                record.ended = true;
+                response
+            }
+        }
+    }
+
+    /// Resolves the request's route and sends it, retrying as the route says, until a try is
+    /// final.
+    async fn exchange(
+        &self,
+        request: Request<Incoming>,
+        destination: Destination,
+        record: &mut Record,
+    ) -> Result<FinalTry, Failure> {
         let model = self.model.borrow().clone();
         let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
         let service = port.service();
-        outcome.service = Some((service.name.clone(), service.namespace.clone()));
-        let policy = model.traffic_policy(&port);
-        let endpoints: Vec<SocketAddr> = port.endpoints().iter().map(|e| e.addr).collect();
+        record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
+        let route = route_policy(&port);
+        let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
         let key = (service.fqdn(), port.port());
-        let pick = self
-            .balancers
-            .pick(&key, policy, &endpoints, &[])
-            .ok_or(Failure::NoHealthyUpstream)?;
-        let endpoint = pick.endpoint();
-        let mut checkout = self
-            .pool
-            .checkout(endpoint, &Limits::from(&policy.connection_pool))
-            .await?;
-        let started = Instant::now();
-        checkout
-            .sender
-            .ready()
-            .await
-            .map_err(Failure::UpstreamReset)?;
-        let response = checkout
-            .sender
-            .send_request(request)
-            .await
-            .map_err(Failure::UpstreamReset)?;
-        if !checkout.is_first_use() {
-            pick.observe(started.elapsed());
+        let endpoints: Vec<SocketAddr> = port.endpoints().iter().map(|e| e.addr).collect();
+        let policy = model.traffic_policy(&port);
+        let target = attempt::Destination {
+            key: &key,
+            policy,
+            endpoints: &endpoints,
+        };
+        let budget = self.retry_budgets.request(&key);
+        let (parts, body) = request.into_parts();
+        let (replay, mut body) = Replay::start(body);
+        let mut tries = Tries::new(&route.retries, deadline);
+        loop {
+            let try_deadline = tries.try_deadline();
+            let request = try_request(&parts, body, try_deadline, record.outcome.grpc);
+            let attempt = self.attempt(&target, &tries.tried, request, tries.may_retry());
+            let result = match try_deadline {
+                Some(at) => tokio::time::timeout_at(at, attempt)
+                    .await
+                    .unwrap_or_else(|_| {
+                        let per_try = Some(at) != deadline;
+                        Err((Failure::Timeout { per_try }, None))
+                    }),
+                None => attempt.await,
+            };
+            let outcome = match &result {
+                Ok(answered) => answered.try_outcome(),
+                Err((failure, _)) => failure.try_outcome(),
+            };
+            let max_retries = policy.connection_pool.max_retries;
+            let next = outcome.and_then(|o| tries.retry(o, &replay, &budget, max_retries));
+            let Some(next) = next else {
+                if tries.exhausted(outcome) {
+                    record.outcome.flags |= ResponseFlags::RETRY_LIMIT_EXCEEDED;
+                }
+                let answered = result.map_err(|(failure, _)| failure)?;
+                return Ok(FinalTry {
+                    answered,
+                    budget,
+                    exhausted_on: tries.exhausted_on(),
+                    retry: tries.in_flight,
+                    deadline,
+                });
+            };
+            let endpoint = match &result {
+                Ok(answered) => Some(answered.pick.endpoint()),
+                Err((_, endpoint)) => *endpoint,
+            };
+            debug!(?endpoint, ?outcome, "retrying");
+            tries.tried.extend(endpoint);
+            drop(result);
+            tries.backoff().await;
+            body = next;
         }
-        Ok((response, (checkout, pick)))
+    }
+}
+
+/// The retry policy and timeout of the route a request takes.
+// Until VirtualService routes are in the model: Istio's defaults for every request.
+struct RoutePolicy {
+    timeout: Option<Duration>,
+    retries: RetryPolicy,
+}
+
+fn route_policy(_port: &ServicePortRef<'_>) -> RoutePolicy {
+    RoutePolicy {
+        timeout: None,
+        retries: RetryPolicy::istio_default(),
+    }
+}
+
+/// One try's request: the client's, with the time left in `grpc-timeout`, so the endpoint
+/// gives up when strait does.
+fn try_request(
+    parts: &request::Parts,
+    body: RequestBody,
+    deadline: Option<Instant>,
+    grpc: bool,
+) -> Request<RequestBody> {
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    if let (Some(deadline), true) = (deadline, grpc) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        request
+            .headers_mut()
+            .insert(deadline::GRPC_TIMEOUT, deadline::format_grpc_timeout(left));
+    }
+    request
+}
+
+/// The try whose response goes to the client, and what the request holds until it ends.
+struct FinalTry {
+    answered: Answered,
+    budget: ActiveRequest,
+    retry: Option<ActiveRetry>,
+    /// gRPC statuses in trailers that mean the retries ran out (URX).
+    exhausted_on: GrpcCodes,
+    deadline: Option<Instant>,
+}
+
+impl FinalTry {
+    fn respond(self, mut record: Record) -> Response<ProxyBody> {
+        let Answered {
+            response,
+            held,
+            checkout,
+            pick,
+        } = self.answered;
+        record.answered(&response);
+        // A headers-only response (gRPC trailers-only) has no body to read to its end.
+        record.ended = held.is_none() && http_body::Body::is_end_stream(response.body());
+        let grpc = record.outcome.grpc;
+        let mut observer = InFlight {
+            _upstream: (checkout, pick),
+            _budget: (self.budget, self.retry),
+            exhausted_on: self.exhausted_on,
+            record,
+        };
+        if let Some(trailers) = held.as_ref().and_then(|f| f.trailers_ref()) {
+            body::ResponseObserver::trailers(&mut observer, trailers);
+        }
+        response
+            .map(|body| BoxBody::new(ResponseBody::new(held, body, observer, self.deadline, grpc)))
     }
 }
 
@@ -196,6 +312,21 @@ struct Record {
 }
 
 impl Record {
+    fn new(metrics: Arc<RequestMetrics>, grpc: bool) -> Self {
+        Self {
+            metrics,
+            started: Instant::now(),
+            outcome: RequestOutcome {
+                service: None,
+                grpc,
+                response_code: 0,
+                grpc_status: None,
+                flags: ResponseFlags::NONE,
+            },
+            ended: false,
+        }
+    }
+
     /// Notes the response's status and, for a trailers-only response, its gRPC status.
     fn answered<B>(&mut self, response: &Response<B>) {
         self.outcome.response_code = response.status().as_u16();
@@ -205,16 +336,19 @@ impl Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        if !self.ended && self.outcome.flags == ResponseFlags::NONE {
-            self.outcome.flags = ResponseFlags::DOWNSTREAM_TERMINATION;
+        if !self.ended {
+            self.outcome.flags |= ResponseFlags::DOWNSTREAM_TERMINATION;
         }
         self.metrics.record(&self.outcome, self.started.elapsed());
     }
 }
 
-/// A response on its way: the upstream stream slot and balancer pick, and its record.
+/// A response on its way: the upstream stream slot and balancer pick, its place in the retry
+/// budget, and its record.
 struct InFlight {
-    _upstream: (Checkout, Pick),
+    _upstream: (Checkout<RequestBody>, Pick),
+    _budget: (ActiveRequest, Option<ActiveRetry>),
+    exhausted_on: GrpcCodes,
     record: Record,
 }
 
@@ -222,15 +356,24 @@ impl body::ResponseObserver for InFlight {
     fn trailers(&mut self, trailers: &http::HeaderMap) {
         if let Some(status) = grpc::status(trailers) {
             self.record.outcome.grpc_status = Some(status);
+            if self.exhausted_on.contains(status) {
+                self.record.outcome.flags |= ResponseFlags::RETRY_LIMIT_EXCEEDED;
+            }
         }
     }
 
     fn error(&mut self) {
-        self.record.outcome.flags = ResponseFlags::UPSTREAM_RESET;
+        self.record.outcome.flags |= ResponseFlags::UPSTREAM_RESET;
         self.record.ended = true;
     }
 
     fn end(&mut self) {
+        self.record.ended = true;
+    }
+
+    fn timed_out(&mut self) {
+        self.record.outcome.flags |= ResponseFlags::UPSTREAM_REQUEST_TIMEOUT;
+        self.record.outcome.grpc_status = Some(grpc::Code::DeadlineExceeded as u16);
         self.record.ended = true;
     }
 }
@@ -251,56 +394,6 @@ fn resolve<'m>(
                 .or_else(|| request.headers().get(http::header::HOST)?.to_str().ok())?;
             model.service_port_by_authority(authority, None)
         }
-    }
-}
-
-/// Why strait answered a request itself.
-#[derive(Debug, thiserror::Error)]
-enum Failure {
-    #[error("no route to a Service")]
-    NoRoute,
-    #[error("no healthy upstream")]
-    NoHealthyUpstream,
-    #[error("upstream connect failure: {0}")]
-    Connect(PoolError),
-    #[error("upstream overflow: {0}")]
-    Overflow(PoolError),
-    #[error("upstream reset: {0}")]
-    UpstreamReset(hyper::Error),
-}
-
-impl From<PoolError> for Failure {
-    fn from(err: PoolError) -> Self {
-        match err {
-            PoolError::Overflow { .. } => Self::Overflow(err),
-            PoolError::Connect { .. } | PoolError::Handshake { .. } => Self::Connect(err),
-        }
-    }
-}
-
-impl Failure {
-    fn flags(&self) -> ResponseFlags {
-        match self {
-            Self::NoRoute => ResponseFlags::NO_ROUTE,
-            Self::NoHealthyUpstream => ResponseFlags::NO_HEALTHY_UPSTREAM,
-            Self::Connect(_) => ResponseFlags::UPSTREAM_CONNECT_FAILURE,
-            Self::Overflow(_) => ResponseFlags::UPSTREAM_OVERFLOW,
-            Self::UpstreamReset(_) => ResponseFlags::UPSTREAM_RESET,
-        }
-    }
-
-    /// Every failure is UNAVAILABLE to a gRPC client (retryable by its own policy), and
-    /// Envoy's status to an HTTP one.
-    fn response(&self, is_grpc: bool) -> Response<ProxyBody> {
-        let message = self.to_string();
-        if is_grpc {
-            return grpc::trailers_only(grpc::Code::Unavailable, &message);
-        }
-        let status = match self {
-            Self::NoRoute => StatusCode::NOT_FOUND,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        grpc::http_error(status, &message)
     }
 }
 

@@ -16,15 +16,13 @@ use std::{
     time::Duration,
 };
 
+use http_body::Body;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tracing::debug;
 
 use super::connect;
 use crate::config::ConnectionPool;
-
-/// The request body strait sends upstream.
-pub type UpstreamBody = hyper::body::Incoming;
 
 /// Limits for one endpoint's connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,21 +82,36 @@ pub enum PoolError {
     },
 }
 
-#[derive(Default)]
-pub struct Pool {
-    endpoints: Mutex<HashMap<SocketAddr, Connections>>,
+/// Connections to every endpoint, sending request bodies of type `B`.
+pub struct Pool<B> {
+    endpoints: Mutex<HashMap<SocketAddr, Connections<B>>>,
 }
 
-#[derive(Default)]
-struct Connections {
-    open: Vec<Connection>,
+impl<B> Default for Pool<B> {
+    fn default() -> Self {
+        Self {
+            endpoints: Mutex::default(),
+        }
+    }
+}
+
+struct Connections<B> {
+    open: Vec<Connection<B>>,
     /// Connects in progress count against the limit, so a burst does not overshoot it.
     connecting: usize,
 }
 
-#[derive(Clone)]
-struct Connection {
-    sender: SendRequest<UpstreamBody>,
+impl<B> Default for Connections<B> {
+    fn default() -> Self {
+        Self {
+            open: Vec::new(),
+            connecting: 0,
+        }
+    }
+}
+
+struct Connection<B> {
+    sender: SendRequest<B>,
     /// Streams in flight.
     streams: Arc<AtomicUsize>,
     /// Streams ever carried.
@@ -106,13 +119,13 @@ struct Connection {
 }
 
 /// A stream slot on a connection, held until the response is done.
-pub struct Checkout {
-    pub sender: SendRequest<UpstreamBody>,
+pub struct Checkout<B> {
+    pub sender: SendRequest<B>,
     streams: Arc<AtomicUsize>,
     first_use: bool,
 }
 
-impl Checkout {
+impl<B> Checkout<B> {
     /// Whether this is the connection's first stream, whose latency includes warming the
     /// connection up (settings exchange, window growth, the server's lazy setup) and so says
     /// little about the endpoint.
@@ -121,19 +134,24 @@ impl Checkout {
     }
 }
 
-impl Drop for Checkout {
+impl<B> Drop for Checkout<B> {
     fn drop(&mut self) {
         self.streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl Pool {
+impl<B> Pool<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     /// A connection to `endpoint` with room for one more stream, opening one if needed.
     pub async fn checkout(
         &self,
         endpoint: SocketAddr,
         limits: &Limits,
-    ) -> Result<Checkout, PoolError> {
+    ) -> Result<Checkout<B>, PoolError> {
         if let Some(checkout) = self.reuse_or_reserve(endpoint, limits)? {
             return Ok(checkout);
         }
@@ -154,7 +172,7 @@ impl Pool {
         &self,
         endpoint: SocketAddr,
         limits: &Limits,
-    ) -> Result<Option<Checkout>, PoolError> {
+    ) -> Result<Option<Checkout<B>>, PoolError> {
         let mut endpoints = self.lock();
         let connections = endpoints.entry(endpoint).or_default();
         connections.open.retain(|c| !c.sender.is_closed());
@@ -184,12 +202,12 @@ impl Pool {
         self.lock().retain(|endpoint, _| keep(endpoint));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Connections>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Connections<B>>> {
         self.endpoints.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn claim(connection: &Connection) -> Checkout {
+fn claim<B>(connection: &Connection<B>) -> Checkout<B> {
     connection.streams.fetch_add(1, Ordering::Relaxed);
     Checkout {
         sender: connection.sender.clone(),
@@ -198,7 +216,12 @@ fn claim(connection: &Connection) -> Checkout {
     }
 }
 
-async fn open(endpoint: SocketAddr, timeout: Duration) -> Result<Connection, PoolError> {
+async fn open<B>(endpoint: SocketAddr, timeout: Duration) -> Result<Connection<B>, PoolError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = connect(endpoint, timeout)
         .await
         .map_err(|source| PoolError::Connect { endpoint, source })?;

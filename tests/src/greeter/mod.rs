@@ -15,6 +15,7 @@
 //! frame carried a status.
 
 mod client;
+pub mod loopback;
 mod options;
 mod raw;
 mod report;

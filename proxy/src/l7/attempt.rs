@@ -1,0 +1,121 @@
+//! One try of a request: an endpoint picked, a stream on a pooled connection to it, the
+//! request sent, and the response's start awaited.
+//!
+//! While another try is still possible, the response is held back until its first body frame:
+//! a response whose trailers come before any data (how a gRPC server fails a call once it has
+//! sent headers) can still be retried on its trailers' `grpc-status`, which Envoy never reads.
+//! Once data is on its way to the client, the try is final.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::{failure::Failure, grpc, L7Proxy, RequestBody};
+use crate::{
+    balance::{BalanceKey, Pick},
+    config::{TrafficPolicy, TryOutcome},
+    upstream::pool::{Checkout, Limits},
+};
+
+/// What every try of one request shares.
+pub struct Destination<'a> {
+    pub key: &'a BalanceKey,
+    pub policy: &'a TrafficPolicy,
+    pub endpoints: &'a [SocketAddr],
+}
+
+/// A try that got a response.
+pub struct Answered {
+    pub response: Response<Incoming>,
+    /// The first body frame, when it was held back.
+    pub held: Option<Frame<Bytes>>,
+    pub checkout: Checkout<RequestBody>,
+    pub pick: Pick,
+}
+
+impl Answered {
+    /// What a retry policy sees of this response; `None` once response data was read: nothing
+    /// is retried after that.
+    pub fn try_outcome(&self) -> Option<TryOutcome> {
+        let held_trailers = self.held.as_ref().map(Frame::trailers_ref);
+        let held_trailers = match held_trailers {
+            Some(None) => return None,
+            Some(Some(trailers)) => Some(trailers),
+            None => None,
+        };
+        let headers_status = grpc::status(self.response.headers());
+        Some(TryOutcome::Response {
+            status: self.response.status().as_u16(),
+            grpc: headers_status.or_else(|| held_trailers.and_then(grpc::status)),
+        })
+    }
+}
+
+/// A try that failed, and the endpoint it failed on (if one was picked).
+pub type Failed = (Failure, Option<SocketAddr>);
+
+impl L7Proxy {
+    /// One try: sends `request` to an endpoint of `destination`, avoiding `tried` when another
+    /// is available; with `hold`, waits for the response's first body frame too.
+    pub(super) async fn attempt(
+        &self,
+        destination: &Destination<'_>,
+        tried: &[SocketAddr],
+        request: Request<RequestBody>,
+        hold: bool,
+    ) -> Result<Answered, Failed> {
+        let pick = self
+            .balancers
+            .pick(
+                destination.key,
+                destination.policy,
+                destination.endpoints,
+                tried,
+            )
+            .ok_or((Failure::NoHealthyUpstream, None))?;
+        let endpoint = Some(pick.endpoint());
+        let limits = Limits::from(&destination.policy.connection_pool);
+        let mut checkout = self
+            .pool
+            .checkout(pick.endpoint(), &limits)
+            .await
+            .map_err(|err| (Failure::from(err), endpoint))?;
+        let started = Instant::now();
+        let sent = async {
+            checkout.sender.ready().await?;
+            checkout.sender.send_request(request).await
+        };
+        let mut response = sent
+            .await
+            .map_err(|err| (Failure::UpstreamReset(err), endpoint))?;
+        if !checkout.is_first_use() {
+            pick.observe(started.elapsed());
+        }
+        let held = match hold && !is_complete(&response) {
+            true => response
+                .body_mut()
+                .frame()
+                .await
+                .transpose()
+                .map_err(|err| (Failure::UpstreamReset(err), endpoint))?,
+            false => None,
+        };
+        Ok(Answered {
+            response,
+            held,
+            checkout,
+            pick,
+        })
+    }
+}
+
+/// A response that needs no body to be judged: it ended with its headers, or carries its gRPC
+/// status in them (trailers-only).
+fn is_complete(response: &Response<Incoming>) -> bool {
+    response.body().is_end_stream() || grpc::status(response.headers()).is_some()
+}

@@ -1,0 +1,98 @@
+//! Why strait answered a request itself, and how: every failure is a proper gRPC response
+//! (trailers-only, `grpc-status` and `grpc-message`) to a gRPC client and Envoy's HTTP status
+//! to an HTTP one, with Envoy's response flag.
+
+use std::error::Error as _;
+
+use http::{Response, StatusCode};
+
+use super::{grpc, ProxyBody};
+use crate::{config::TryOutcome, telemetry::ResponseFlags, upstream::pool::PoolError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("no route to a Service")]
+    NoRoute,
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+    #[error("upstream connect failure: {0}")]
+    Connect(PoolError),
+    #[error("upstream overflow: {0}")]
+    Overflow(PoolError),
+    #[error("upstream reset: {0}")]
+    UpstreamReset(hyper::Error),
+    #[error("{}", grpc::TIMEOUT_MESSAGE)]
+    Timeout { per_try: bool },
+}
+
+impl From<PoolError> for Failure {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::Overflow { .. } => Self::Overflow(err),
+            PoolError::Connect { .. } | PoolError::Handshake { .. } => Self::Connect(err),
+        }
+    }
+}
+
+impl Failure {
+    pub fn flags(&self) -> ResponseFlags {
+        match self {
+            Self::NoRoute => ResponseFlags::NO_ROUTE,
+            Self::NoHealthyUpstream => ResponseFlags::NO_HEALTHY_UPSTREAM,
+            Self::Connect(_) => ResponseFlags::UPSTREAM_CONNECT_FAILURE,
+            Self::Overflow(_) => ResponseFlags::UPSTREAM_OVERFLOW,
+            Self::UpstreamReset(_) => ResponseFlags::UPSTREAM_RESET,
+            Self::Timeout { .. } => ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// What a retry policy sees of this failure; `None` for those no retry can help: no route,
+    /// no endpoint, the pool full (Envoy does not retry overflows either), the request's own
+    /// deadline.
+    pub fn try_outcome(&self) -> Option<TryOutcome> {
+        match self {
+            Self::Connect(_) => Some(TryOutcome::ConnectFailure),
+            Self::UpstreamReset(err) if never_processed(err) => Some(TryOutcome::RefusedStream),
+            Self::UpstreamReset(_) => Some(TryOutcome::Reset),
+            Self::Timeout { per_try: true } => Some(TryOutcome::PerTryTimeout),
+            Self::NoRoute | Self::NoHealthyUpstream | Self::Overflow(_) => None,
+            Self::Timeout { per_try: false } => None,
+        }
+    }
+
+    /// Timeouts are DEADLINE_EXCEEDED (Istio's UT); everything else is UNAVAILABLE, which a
+    /// gRPC client may retry by its own policy.
+    pub fn response(&self, is_grpc: bool) -> Response<ProxyBody> {
+        let message = self.to_string();
+        if is_grpc {
+            let code = match self {
+                Self::Timeout { .. } => grpc::Code::DeadlineExceeded,
+                _ => grpc::Code::Unavailable,
+            };
+            return grpc::trailers_only(code, &message);
+        }
+        let status = match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        grpc::http_error(status, &message)
+    }
+}
+
+/// Whether the endpoint never saw the request: it refused the stream (REFUSED_STREAM, or a
+/// GOAWAY that left it unprocessed), or the connection closed before it was sent. Such a
+/// request is safe to send again whatever it does.
+fn never_processed(err: &hyper::Error) -> bool {
+    if err.is_canceled() {
+        return true;
+    }
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = cause.source();
+    }
+    false
+}
