@@ -9,7 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{ewma::PeakEwma, lock};
+use super::{
+    ewma::PeakEwma,
+    lock,
+    outlier::{Counters, Ejection, Reporter},
+};
+use crate::config::TryOutcome;
 
 /// Shared by the balancer and the picks in flight to the endpoint.
 #[derive(Debug)]
@@ -18,6 +23,7 @@ pub(super) struct Endpoint {
     active: AtomicUsize,
     total: AtomicU64,
     latency: Mutex<PeakEwma>,
+    counters: Counters,
 }
 
 impl Endpoint {
@@ -27,6 +33,7 @@ impl Endpoint {
             active: AtomicUsize::new(0),
             total: AtomicU64::new(0),
             latency: Mutex::new(PeakEwma::new(now)),
+            counters: Counters::default(),
         }
     }
 
@@ -48,6 +55,11 @@ impl Endpoint {
         lock(&self.latency).estimate(now)
     }
 
+    /// Its outlier detection counts.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// Peak-EWMA's cost of one more request here.
     pub fn cost(&self, now: Instant) -> f64 {
         lock(&self.latency).cost(self.active(), now)
@@ -58,19 +70,21 @@ impl Endpoint {
     }
 }
 
-/// An endpoint in use by one request: it counts as active until this is dropped, and
-/// [`Pick::observe`] feeds its latency estimate.
+/// An endpoint in use by one request (one try): it counts as active until this is dropped,
+/// [`Pick::observe`] feeds its latency estimate, and [`Pick::report`] its outlier detection.
 #[derive(Debug)]
 #[must_use = "an endpoint counts as busy only while its Pick is held"]
 pub struct Pick {
     endpoint: Arc<Endpoint>,
+    /// Present while the pick was made under an `outlierDetection` and has not reported yet.
+    reporter: Option<Reporter>,
 }
 
 impl Pick {
-    pub(super) fn start(endpoint: Arc<Endpoint>) -> Self {
+    pub(super) fn start(endpoint: Arc<Endpoint>, reporter: Option<Reporter>) -> Self {
         endpoint.active.fetch_add(1, Relaxed);
         endpoint.total.fetch_add(1, Relaxed);
-        Self { endpoint }
+        Self { endpoint, reporter }
     }
 
     pub fn endpoint(&self) -> SocketAddr {
@@ -85,6 +99,22 @@ impl Pick {
 
     pub(super) fn observe_at(&self, latency: Duration, now: Instant) {
         self.endpoint.observe(latency, now);
+    }
+
+    /// Reports how the try ended, for outlier detection: once, when its response ended (so a
+    /// `grpc-status` in trailers counts) or the try failed; a try has one outcome, and later
+    /// reports are ignored. Not for failures that are strait's own (no route, overflow).
+    /// Returns the ejection it caused, for the caller's metrics and logs. Without an
+    /// `outlierDetection` in the policy the pick was made under, nothing is counted.
+    pub fn report(&mut self, outcome: TryOutcome) -> Option<Ejection> {
+        let reporter = self.reporter.take()?;
+        reporter.report(&self.endpoint, outcome, Instant::now)
+    }
+
+    #[cfg(test)]
+    pub(super) fn report_at(&mut self, outcome: TryOutcome, now: Instant) -> Option<Ejection> {
+        let reporter = self.reporter.take()?;
+        reporter.report(&self.endpoint, outcome, || now)
     }
 }
 

@@ -4,17 +4,21 @@
 //!   a connect fails.
 //! - Requests (L7): [`Balancers`], by the DestinationRule's [`LbPolicy`]. The default is power
 //!   of two choices weighted by a peak-EWMA latency estimate, as linkerd2-proxy does: an
-//!   endpoint that answers slowly, or has many requests in flight, gets fewer new ones.
+//!   endpoint that answers slowly, or has many requests in flight, gets fewer new ones. Under
+//!   an `outlierDetection`, endpoints that keep failing are left out for a while, as Envoy does
+//!   (`outlier`): each try reports how it ended through its [`Pick`].
 //!
 //! Both keep their state per [`BalanceKey`] across config reloads, so a reload neither sends the
 //! next requests to the first pod again nor forgets which endpoints are slow. The endpoints are
 //! the caller's, given on every pick: the balancer holds no endpoint list that could go stale.
-//! What it remembers per endpoint (load, latency) is forgotten a while after the endpoint was
-//! last picked or drawn, which bounds it by the endpoints in recent configs.
+//! What it remembers per endpoint (load, latency, ejections) is forgotten a while after the
+//! endpoint was last picked or drawn and its ejections have decayed, which bounds it by the
+//! endpoints in recent configs.
 
 mod choose;
 mod endpoint;
 mod ewma;
+mod outlier;
 mod pool;
 mod round_robin;
 
@@ -24,15 +28,20 @@ use std::{
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
-        Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
     },
     time::{Duration, Instant},
 };
 
 use fastrand::Rng;
 
-use self::{choose::candidates, pool::Pool};
-pub use self::{endpoint::Pick, round_robin::RoundRobin};
+use self::pool::Pool;
+pub use self::{
+    endpoint::Pick,
+    outlier::{Ejection, EjectionReason},
+    round_robin::RoundRobin,
+};
+use crate::config::TrafficPolicy;
 
 /// Identifies a Service port across config generations: (Service FQDN, port). One key is one
 /// set of endpoints to balance over (a subset would get its own).
@@ -82,7 +91,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// within one endpoint set. An endpoint reached through two keys (a pod behind two Services) is
 /// seen by each as carrying only its own requests.
 pub struct Balancers {
-    pools: RwLock<HashMap<BalanceKey, Pool>>,
+    /// Shared with the picks that may report to them.
+    pools: RwLock<HashMap<BalanceKey, Arc<Pool>>>,
     /// Seeds each new key's generator: random in production, fixed in tests.
     seeds: Mutex<Rng>,
     epoch: Instant,
@@ -112,13 +122,15 @@ impl Balancers {
         }
     }
 
-    /// Picks an endpoint for one request among `endpoints` (the current config's ready
-    /// endpoints for the Service port), avoiding `avoid` when any other is available (a retry
-    /// prefers another endpoint). `None` when `endpoints` is empty.
+    /// Picks an endpoint for one request (one try) among `endpoints` (the current config's
+    /// ready endpoints for the Service port, all of them: outlier detection counts ejections as
+    /// a share of them), under `policy`'s `loadBalancer` and `outlierDetection`: ejected
+    /// endpoints are left out while enough others are healthy. Avoids `avoid` when any other is
+    /// usable (a retry prefers another endpoint). `None` when `endpoints` is empty.
     pub fn pick(
         &self,
         key: &BalanceKey,
-        policy: LbPolicy,
+        policy: &TrafficPolicy,
         endpoints: &[SocketAddr],
         avoid: &[SocketAddr],
     ) -> Option<Pick> {
@@ -128,16 +140,15 @@ impl Balancers {
     fn pick_at(
         &self,
         key: &BalanceKey,
-        policy: LbPolicy,
+        policy: &TrafficPolicy,
         endpoints: &[SocketAddr],
         avoid: &[SocketAddr],
         now: Instant,
     ) -> Option<Pick> {
-        let candidates = candidates(endpoints, avoid);
-        if candidates.is_empty() {
+        if endpoints.is_empty() {
             return None;
         }
-        let pick = self.with_pool(key, |pool| pool.pick(policy, &candidates, now));
+        let pick = self.with_pool(key, |pool| pool.pick(policy, endpoints, avoid, now));
         self.sweep_if_due(now);
         Some(pick)
     }
@@ -154,13 +165,15 @@ impl Balancers {
         stats
     }
 
-    fn with_pool<T>(&self, key: &BalanceKey, f: impl FnOnce(&Pool) -> T) -> T {
+    fn with_pool<T>(&self, key: &BalanceKey, f: impl FnOnce(&Arc<Pool>) -> T) -> T {
         if let Some(pool) = read(&self.pools).get(key) {
             return f(pool);
         }
         let rng = lock(&self.seeds).fork();
         let mut pools = write(&self.pools);
-        f(pools.entry(key.clone()).or_insert_with(|| Pool::new(rng)))
+        f(pools
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Pool::new(rng))))
     }
 
     /// At most once per [`SWEEP_EVERY`], by whichever pick comes first, the others going on.
@@ -190,6 +203,10 @@ pub struct EndpointStats {
     pub total: u64,
     /// The peak-EWMA latency estimate, now.
     pub ewma: Duration,
+    /// Outlier ejections since the endpoint was first picked (or last forgotten).
+    pub times_ejected: u64,
+    /// While ejected: when it is back in balancing.
+    pub ejected_until: Option<Instant>,
 }
 
 // The balancer's locks guard counters and estimates that stay valid whatever a panicking

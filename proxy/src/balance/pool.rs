@@ -1,7 +1,8 @@
-//! One key's endpoints as the balancer knows them: their load, and what each policy remembers
-//! between picks.
+//! One key's endpoints as the balancer knows them: their load, what each policy remembers
+//! between picks, and their outlier ejections.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
@@ -11,15 +12,17 @@ use std::{
 use fastrand::Rng;
 
 use super::{
-    choose::power_of_two,
+    choose::{candidates, power_of_two},
     endpoint::{Endpoint, Pick},
     lock,
+    outlier::{Ejection, EjectionReason, Outliers, Reporter},
     round_robin::Rotation,
     BalanceKey, EndpointStats, LbPolicy,
 };
+use crate::config::{OutlierDetection, TrafficPolicy};
 
-/// An endpoint neither drawn nor in use for this long is forgotten: it has left the config, or
-/// its latency estimate has decayed to nothing anyway.
+/// An endpoint neither drawn nor in use for this long, nor ejected recently, is forgotten: it
+/// has left the config, or its latency estimate has decayed to nothing anyway.
 pub(super) const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 pub(super) struct Pool {
@@ -30,6 +33,7 @@ struct State {
     rng: Rng,
     rotation: Rotation,
     endpoints: HashMap<SocketAddr, Slot>,
+    outliers: Outliers,
 }
 
 struct Slot {
@@ -45,35 +49,77 @@ impl Pool {
                 rng,
                 rotation: Rotation::default(),
                 endpoints: HashMap::new(),
+                outliers: Outliers::default(),
             }),
         }
     }
 
-    /// Picks one of `candidates` (not empty).
-    pub fn pick(&self, policy: LbPolicy, candidates: &[SocketAddr], now: Instant) -> Pick {
+    /// Picks one of `endpoints` (not empty: the key's whole set) under `policy`, avoiding
+    /// `avoid` while another is usable.
+    pub fn pick(
+        self: &Arc<Self>,
+        policy: &TrafficPolicy,
+        endpoints: &[SocketAddr],
+        avoid: &[SocketAddr],
+        now: Instant,
+    ) -> Pick {
         let mut state = self.lock();
-        let index = state.choose(policy, candidates, now);
+        let usable = match &policy.outlier_detection {
+            None => Cow::Borrowed(endpoints),
+            Some(outlier) => state.outliers.usable(endpoints, outlier, now),
+        };
+        let candidates = candidates(&usable, avoid);
+        let index = state.choose(policy.load_balancer, &candidates, now);
+        let endpoint = state.slot(candidates[index], now).clone();
+        let reporter = policy
+            .outlier_detection
+            .map(|outlier| Reporter::new(outlier, self.clone()));
         // Counted as active before the lock is released, so the next pick sees it.
-        Pick::start(state.slot(candidates[index], now).clone())
+        Pick::start(endpoint, reporter)
     }
 
-    /// Forgets endpoints that are neither in use nor recently drawn; false when none is left.
+    /// Ejects `endpoint`, whose count for `reason` reached its threshold, if `policy` allows.
+    pub fn eject(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        reason: EjectionReason,
+        policy: &OutlierDetection,
+        now: Instant,
+    ) -> Option<Ejection> {
+        self.lock().outliers.eject(endpoint, reason, policy, now)
+    }
+
+    /// Forgets endpoints that are neither in use, nor recently drawn, nor recently ejected;
+    /// false when none is left.
     pub fn sweep(&self, now: Instant) -> bool {
         let mut state = self.lock();
-        state.endpoints.retain(|_, slot| slot.is_remembered(now));
-        !state.endpoints.is_empty()
+        let State {
+            endpoints,
+            outliers,
+            ..
+        } = &mut *state;
+        outliers.advance(now);
+        endpoints.retain(|&addr, slot| slot.is_remembered(now) || outliers.remembers(addr));
+        !endpoints.is_empty()
     }
 
     pub fn stats(&self, key: &BalanceKey, now: Instant) -> Vec<EndpointStats> {
-        self.lock()
+        let mut state = self.lock();
+        state.outliers.advance(now);
+        state
             .endpoints
             .values()
-            .map(|slot| EndpointStats {
-                key: key.clone(),
-                endpoint: slot.endpoint.addr(),
-                active: slot.endpoint.active(),
-                total: slot.endpoint.total(),
-                ewma: slot.endpoint.latency(now),
+            .map(|slot| {
+                let endpoint = &slot.endpoint;
+                EndpointStats {
+                    key: key.clone(),
+                    endpoint: endpoint.addr(),
+                    active: endpoint.active(),
+                    total: endpoint.total(),
+                    ewma: endpoint.latency(now),
+                    times_ejected: endpoint.counters().times_ejected(),
+                    ejected_until: state.outliers.ejected_until(endpoint.addr()),
+                }
             })
             .collect()
     }

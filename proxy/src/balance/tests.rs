@@ -12,6 +12,14 @@ fn endpoints(count: u8) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// A policy with this load balancer and no outlier detection.
+fn lb(load_balancer: LbPolicy) -> TrafficPolicy {
+    TrafficPolicy {
+        load_balancer,
+        ..TrafficPolicy::default()
+    }
+}
+
 fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
@@ -25,7 +33,9 @@ fn shares(
 ) -> BTreeMap<SocketAddr, usize> {
     let mut counts = BTreeMap::new();
     for _ in 0..picks {
-        let pick = balancers.pick(&key("web"), policy, endpoints, &[]).unwrap();
+        let pick = balancers
+            .pick(&key("web"), &lb(policy), endpoints, &[])
+            .unwrap();
         *counts.entry(pick.endpoint()).or_default() += 1;
     }
     counts
@@ -45,7 +55,7 @@ fn round_robin_takes_turns() {
     let all = endpoints(3);
     let order: Vec<SocketAddr> = (0..6)
         .map(|_| {
-            let pick = balancers.pick(&key("web"), LbPolicy::RoundRobin, &all, &[]);
+            let pick = balancers.pick(&key("web"), &lb(LbPolicy::RoundRobin), &all, &[]);
             pick.unwrap().endpoint()
         })
         .collect();
@@ -71,7 +81,7 @@ fn least_request_prefers_fewer_active() {
     let all = endpoints(2);
     let busy: Vec<Pick> = (0..3)
         .map(|_| {
-            let pick = balancers.pick(&key("web"), LbPolicy::LeastRequest, &all, &all[1..]);
+            let pick = balancers.pick(&key("web"), &lb(LbPolicy::LeastRequest), &all, &all[1..]);
             pick.unwrap()
         })
         .collect();
@@ -79,13 +89,13 @@ fn least_request_prefers_fewer_active() {
     // With two endpoints both are always drawn: the idle one wins until the loads even out.
     let more: Vec<Pick> = (0..3)
         .map(|_| {
-            let pick = balancers.pick(&key("web"), LbPolicy::LeastRequest, &all, &[]);
+            let pick = balancers.pick(&key("web"), &lb(LbPolicy::LeastRequest), &all, &[]);
             pick.unwrap()
         })
         .collect();
     assert!(more.iter().all(|pick| pick.endpoint() == all[1]));
     drop(busy);
-    let next = balancers.pick(&key("web"), LbPolicy::LeastRequest, &all, &[]);
+    let next = balancers.pick(&key("web"), &lb(LbPolicy::LeastRequest), &all, &[]);
     assert_eq!(next.unwrap().endpoint(), all[0], "its requests finished");
 }
 
@@ -99,7 +109,7 @@ fn peak_ewma_sends_a_slow_endpoint_little() {
     for i in 0..1000 {
         let now = start + ms(i);
         let pick = balancers
-            .pick_at(&key("web"), LbPolicy::PeakEwma, &all, &[], now)
+            .pick_at(&key("web"), &lb(LbPolicy::PeakEwma), &all, &[], now)
             .unwrap();
         let latency = if pick.endpoint() == slow { 200 } else { 5 };
         pick.observe_at(ms(latency), now);
@@ -118,9 +128,9 @@ fn peak_ewma_weighs_requests_in_flight() {
     let now = Instant::now();
     // Equal latencies: the endpoint with requests in flight costs more.
     let held = balancers
-        .pick_at(&key("web"), LbPolicy::PeakEwma, &all, &all[1..], now)
+        .pick_at(&key("web"), &lb(LbPolicy::PeakEwma), &all, &all[1..], now)
         .unwrap();
-    let next = balancers.pick_at(&key("web"), LbPolicy::PeakEwma, &all, &[], now);
+    let next = balancers.pick_at(&key("web"), &lb(LbPolicy::PeakEwma), &all, &[], now);
     assert_eq!(next.unwrap().endpoint(), all[1]);
     drop(held);
 }
@@ -137,21 +147,21 @@ fn avoid_is_respected_while_another_endpoint_is_left() {
     ] {
         for _ in 0..50 {
             let pick = balancers
-                .pick(&key("web"), policy, &all, &all[..1])
+                .pick(&key("web"), &lb(policy), &all, &all[..1])
                 .unwrap();
             assert_ne!(pick.endpoint(), all[0], "{policy}");
             let pick = balancers
-                .pick(&key("web"), policy, &all, &all[..2])
+                .pick(&key("web"), &lb(policy), &all, &all[..2])
                 .unwrap();
             assert_eq!(pick.endpoint(), all[2], "{policy}");
         }
-        let pick = balancers.pick(&key("web"), policy, &all[..1], &all[..1]);
+        let pick = balancers.pick(&key("web"), &lb(policy), &all[..1], &all[..1]);
         assert_eq!(
             pick.unwrap().endpoint(),
             all[0],
             "{policy}: better than none"
         );
-        assert!(balancers.pick(&key("web"), policy, &[], &[]).is_none());
+        assert!(balancers.pick(&key("web"), &lb(policy), &[], &[]).is_none());
     }
 }
 
@@ -159,8 +169,8 @@ fn avoid_is_respected_while_another_endpoint_is_left() {
 fn picks_count_as_active_until_dropped() {
     let balancers = Balancers::with_seed(7);
     let all = endpoints(1);
-    let first = balancers.pick(&key("web"), LbPolicy::PeakEwma, &all, &[]);
-    let second = balancers.pick(&key("web"), LbPolicy::PeakEwma, &all, &[]);
+    let first = balancers.pick(&key("web"), &lb(LbPolicy::PeakEwma), &all, &[]);
+    let second = balancers.pick(&key("web"), &lb(LbPolicy::PeakEwma), &all, &[]);
     let stats = |balancers: &Balancers| {
         let snapshot = balancers.snapshot();
         assert_eq!(snapshot.len(), 1);
@@ -181,7 +191,7 @@ fn keys_are_balanced_independently() {
     let balancers = Balancers::with_seed(8);
     let all = endpoints(2);
     let first = |name| {
-        let pick = balancers.pick(&key(name), LbPolicy::RoundRobin, &all, &[]);
+        let pick = balancers.pick(&key(name), &lb(LbPolicy::RoundRobin), &all, &[]);
         pick.unwrap().endpoint()
     };
     assert_eq!(
@@ -196,7 +206,7 @@ fn endpoints_and_keys_out_of_use_are_forgotten() {
     let all = endpoints(3);
     let start = Instant::now();
     let pick = |name, endpoints: &[SocketAddr], at| {
-        balancers.pick_at(&key(name), LbPolicy::RoundRobin, endpoints, &[], at)
+        balancers.pick_at(&key(name), &lb(LbPolicy::RoundRobin), endpoints, &[], at)
     };
     for _ in 0..3 {
         drop(pick("web", &all, start));

@@ -73,7 +73,7 @@ impl L7Proxy {
             .balancers
             .pick(
                 destination.key,
-                destination.policy.load_balancer,
+                destination.policy,
                 destination.endpoints,
                 tried,
             )
