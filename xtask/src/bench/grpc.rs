@@ -161,6 +161,24 @@ impl Plan {
         self.connections * self.streams
     }
 
+    /// What the run is about to do, and how busy the machine was before.
+    fn announce(&self, programs: &Programs) -> Result<String> {
+        let targets: Vec<&str> = self.targets.iter().map(|t| t.name()).collect();
+        Ok(format!(
+            "bench: {} rounds of {}: h2load {} -t{} -c{} -m{}, {} s measured after {} s of \
+             warm-up; load average before: {}",
+            self.rounds,
+            targets.join(", "),
+            programs.h2load.version,
+            self.threads,
+            self.connections,
+            self.streams,
+            self.duration,
+            self.warmup,
+            load_average()?,
+        ))
+    }
+
     /// The command line that repeats this run.
     fn command_line(&self) -> String {
         let mut line = format!(
@@ -211,18 +229,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
     ensure_both_cpus()?;
     let programs = Programs::find_or_install()?;
     if !args.no_build {
-        cargo::run(cargo::stable().args([
-            "build",
-            "--release",
-            "-p",
-            "strait",
-            "-p",
-            "strait-tests",
-            "--bin",
-            "strait",
-            "--bin",
-            "strait-greeter",
-        ]))?;
+        build_release()?;
     }
     use_release_bins(&["strait", "strait-greeter"])?;
     // After the build, which wants both cores. What this thread starts from now on inherits
@@ -233,23 +240,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
     let dir = ScratchDir::new("grpc")?;
     let request = dir.write("request.bin", peers::grpc_frame(REQUEST_NAME))?;
     let backend = peers::start_backend(&programs, &dir)?;
-    println!(
-        "bench: {} rounds of {}: h2load {} -t{} -c{} -m{}, {} s measured after {} s of warm-up; \
-         load average before: {}",
-        plan.rounds,
-        plan.targets
-            .iter()
-            .map(|t| t.name())
-            .collect::<Vec<_>>()
-            .join(", "),
-        programs.h2load.version,
-        plan.threads,
-        plan.connections,
-        plan.streams,
-        plan.duration,
-        plan.warmup,
-        load_average()?,
-    );
+    println!("{}", plan.announce(&programs)?);
     let bench = Bench {
         plan: &plan,
         programs: &programs,
@@ -257,24 +248,37 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
         request: &request,
         backend: &backend,
     };
-    let mut samples = Vec::new();
-    for round in 1..=plan.rounds {
-        for &target in &plan.targets {
-            let sample = bench.measure(target, round == 1)?;
-            println!("round {round}/{}: {}", plan.rounds, describe(&sample));
-            samples.push(sample);
-        }
-    }
+    let samples = bench.rounds()?;
     drop(backend);
     warn_about(&samples);
+    publish(&plan, &samples, &programs)
+}
 
+fn build_release() -> Result<()> {
+    cargo::run(cargo::stable().args([
+        "build",
+        "--release",
+        "-p",
+        "strait",
+        "-p",
+        "strait-tests",
+        "--bin",
+        "strait",
+        "--bin",
+        "strait-greeter",
+    ]))
+}
+
+/// Prints the report and writes it to [`REPORT_FILE`] in the target directory.
+fn publish(plan: &Plan, samples: &[Sample], programs: &Programs) -> Result<()> {
+    let most_elsewhere = samples.iter().map(|s| s.elsewhere).fold(0.0, f64::max);
     let report = format!(
-        "`{}`, {}, medians of {} rounds (other processes took {} of the two cores at most):\n\n{}",
+        "`{}`, {}, medians of {} rounds (other processes took up to {} of the two cores):\n\n{}",
         plan.command_line(),
         today()?,
         plan.rounds,
-        percent(samples.iter().map(|s| s.elsewhere).fold(0.0, f64::max)),
-        report(&samples, &plan.targets, &programs)
+        percent(most_elsewhere),
+        report(samples, &plan.targets, programs)
     );
     let file = cargo::target_dir()?.join(REPORT_FILE);
     fs::create_dir_all(file.parent().expect("a file in a directory"))?;
@@ -293,6 +297,20 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
+    /// Every target once per round, in the plan's order; the first round checks each with a
+    /// gRPC client first.
+    fn rounds(&self) -> Result<Vec<Sample>> {
+        let mut samples = Vec::new();
+        for round in 1..=self.plan.rounds {
+            for &target in &self.plan.targets {
+                let sample = self.measure(target, round == 1)?;
+                println!("round {round}/{}: {}", self.plan.rounds, describe(&sample));
+                samples.push(sample);
+            }
+        }
+        Ok(samples)
+    }
+
     /// Starts the proxy for `target` (if any), checks it with a gRPC client if `check`, loads
     /// it with h2load, stops it.
     fn measure(&self, target: Target, check: bool) -> Result<Sample> {
@@ -748,6 +766,60 @@ status codes: 451230 2xx, 0 3xx, 0 4xx, 4 5xx
         );
         assert!(H2loadSummary::parse("finished in 1.00s, 1 req/s").is_err());
         assert!(H2loadSummary::parse("requests: 5 total, 5 started").is_err());
+    }
+
+    fn programs() -> Programs {
+        let program = |version: &str| peers::Program {
+            path: "/bin/true".into(),
+            version: version.into(),
+        };
+        Programs {
+            h2load: program("1.52.0"),
+            envoy: program("1.40.0"),
+            nginx: program("1.22.1"),
+            haproxy: program("2.6.12"),
+        }
+    }
+
+    fn sample(target: Target, calls_per_cpu_s: Option<f64>, p99_ms: f64, rss: f64) -> Sample {
+        Sample {
+            target,
+            calls: 300_000,
+            seconds: 10.0,
+            proxy_cpu_s: calls_per_cpu_s.map(|per| 300_000.0 / per),
+            p50_ms: 2.0,
+            p99_ms,
+            rss_mib: calls_per_cpu_s.map(|_| rss),
+            failures: 0,
+            elsewhere: 0.01,
+        }
+    }
+
+    #[test]
+    fn the_report_compares_with_the_best_peer() {
+        let samples = [
+            sample(Target::Strait, Some(48_000.0), 6.0, 10.0),
+            sample(Target::Strait, Some(60_000.0), 4.0, 12.0),
+            sample(Target::Strait, Some(50_000.0), 5.0, 11.0),
+            sample(Target::Envoy, Some(12_000.0), 13.0, 72.0),
+            sample(Target::Nginx, Some(17_000.0), 25.0, 24.0),
+            sample(Target::Haproxy, Some(40_000.0), 5.0, 18.5),
+            Sample {
+                failures: 3,
+                ..sample(Target::Direct, None, 3.0, 0.0)
+            },
+        ];
+        let report = report(&samples, &Target::ALL, &programs());
+        let has = |row: &str| assert!(report.contains(row), "{row}\nnot in\n{report}");
+        has("| strait | 30000 | 50000 | 60 | 2.00 | 5.00 | 11.0 | 0 |");
+        has("| HAProxy 2.6.12 | 30000 | 40000 | 75 | 2.00 | 5.00 | 18.5 | 0 |");
+        has("| no proxy (direct) | 30000 | – | – | 2.00 | 3.00 | – | 3 |");
+        has("| vs HAProxy 2.6.12 (best peer) | calls/s | calls per CPU-s |");
+        has("| strait | 1.00× | 1.25× | 1.00× | 1.00× | 0.59× |");
+        has("| Envoy 1.40.0 | 1.00× | 0.30× | 1.00× | 2.60× | 3.89× |");
+        has("against the best peer's (target ≥ 1.20×): 1.25× (met)");
+        has("p99 against the best peer's (target ≤ 1.00×): 1.00× (met)");
+        has("peak RSS against Envoy's (target < 1.00×): 0.15× (met)");
     }
 
     #[test]
