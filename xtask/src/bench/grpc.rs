@@ -375,18 +375,7 @@ impl Bench<'_> {
             .map(|&pid| peak_rss_kib(pid))
             .sum::<Result<u64>>()?;
 
-        while let Some(line) = h2load.next_line(SLACK)? {
-            output += &line;
-            output.push('\n');
-        }
-        match h2load.wait_timeout(SLACK)? {
-            Some(status) if status.success() => {}
-            Some(status) => bail!(
-                "h2load failed: {status}\n{output}{}",
-                h2load.stderr_report()
-            ),
-            None => bail!("h2load still ran {SLACK:?} after its summary"),
-        }
+        let output = finish(&mut h2load, output)?;
         let summary = H2loadSummary::parse(&output)?;
         let latencies = successful_latencies_us(&fs::read_to_string(&log)?)?;
         ensure!(
@@ -482,6 +471,22 @@ fn read_until(
         output.push('\n');
     }
     Ok(())
+}
+
+/// Reads the rest of h2load's output after `output`; fails unless it then exits cleanly.
+fn finish(h2load: &mut ChildProcess, mut output: String) -> Result<String> {
+    while let Some(line) = h2load.next_line(SLACK)? {
+        output += &line;
+        output.push('\n');
+    }
+    match h2load.wait_timeout(SLACK)? {
+        Some(status) if status.success() => Ok(output),
+        Some(status) => bail!(
+            "h2load failed: {status}\n{output}{}",
+            h2load.stderr_report()
+        ),
+        None => bail!("h2load still ran {SLACK:?} after its summary"),
+    }
 }
 
 /// h2load's own count of the measured phase.
