@@ -5,6 +5,7 @@
 //! - `test`: everything CI checks: unit and privileged end-to-end tests, clippy, rustfmt.
 //! - `lab`: a node in a box running strait with capture on; `--down` removes every lab.
 //! - `bench capture`: eBPF capture against iptables REDIRECT and no proxy, in a lab.
+//! - `bench grpc`: unary gRPC through strait against Envoy, nginx and HAProxy, with h2load.
 
 mod bench;
 mod cargo;
@@ -42,7 +43,7 @@ enum Task {
         #[arg(long)]
         down: bool,
     },
-    /// Benchmarks in a lab of their own (need root): a markdown table of medians.
+    /// Benchmarks: markdown tables of medians for the README (`capture` needs root).
     Bench {
         #[command(subcommand)]
         bench: bench::Bench,

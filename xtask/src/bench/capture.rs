@@ -13,41 +13,26 @@
 //! eBPF-captured pod has none in a cluster, so it must have none here. The backend is not
 //! captured, so the server side is the same for all three.
 //!
-//! strait runs only for its own target, alone on [`PROXY_CPU`]; the client, the backend and this
-//! process share [`CLIENT_CPU`]. All run the release build. Each target is measured twice: under load (`--workers` in
-//! flight: connections/s, latency, CPU), then one connection at a time (latency without queueing,
-//! which under load only restates the rate). CPU time is read at the edges of the loaded window:
+//! strait runs only for its own target, alone on [`PROXY_CPU`](super::PROXY_CPU); the client,
+//! the backend and this process share [`CLIENT_CPU`]. All run the release build. Each target is
+//! measured twice: under load (`--workers` in flight: connections/s, latency, CPU), then one
+//! connection at a time (latency without queueing, which under load only restates the rate). CPU time is read at the edges of the loaded window:
 //! strait's (utime + stime), and the whole node's from /proc/stat, because capture costs land on
 //! the client's core too (connect4 and sockops there, conntrack for iptables).
 
-use std::{
-    env,
-    fmt::Write as _,
-    fs,
-    net::Ipv4Addr,
-    path::PathBuf,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, net::Ipv4Addr, process::Command, time::Duration};
 
 use anyhow::{bail, ensure, Context, Result};
-use nix::{
-    sched::{sched_getaffinity, sched_setaffinity, CpuSet},
-    unistd::{sysconf, Pid, SysconfVar},
-};
 use serde_json::Value;
 use strait_tests::{
     lab::{self, ChildHandle, Lab, Pod},
     manifests,
 };
 
-use crate::cargo;
-
-#[derive(clap::Subcommand)]
-pub enum Bench {
-    /// Short TCP connections through strait: eBPF capture, iptables REDIRECT, and no proxy.
-    Capture(CaptureArgs),
-}
+use super::{
+    cell, disturbed, ensure_both_cpus, markdown_table, median, next_line, on_proxy_cpu,
+    pin_this_thread, ratio, today, use_release_bins, CpuClock, ScratchDir, CLIENT_CPU,
+};
 
 #[derive(clap::Args)]
 pub struct CaptureArgs {
@@ -71,14 +56,6 @@ pub struct CaptureArgs {
     no_build: bool,
 }
 
-pub fn run(bench: Bench) -> Result<()> {
-    match bench {
-        Bench::Capture(args) => capture(&args),
-    }
-}
-
-const PROXY_CPU: usize = 1;
-const CLIENT_CPU: usize = 0;
 const SERVICE_CIDR: &str = "10.96.0.0/12";
 const VIP: &str = "10.96.0.10:80";
 const BACKEND_PORT: u16 = 8080;
@@ -91,12 +68,8 @@ const SYSCTLS: [&str; 2] = [
 /// Beyond the warm-up or the measurement, how long a client may take to say something.
 const SLACK: Duration = Duration::from_secs(30);
 const STRAIT_GRACE: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(200);
 /// Before the one-at-a-time pass, which follows the load: strait is warm by then.
 const LATENCY_WARMUP: Duration = Duration::from_secs(1);
-/// The share of the two cores' time that others may take during a measurement before it is
-/// flagged. Kernel threads under this load (ksoftirqd, kworkers, rcu) take 1-4 %.
-const ELSEWHERE_LIMIT: f64 = 0.05;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -159,30 +132,17 @@ struct Summary {
     errors: u64,
 }
 
-/// CPU seconds used so far.
-struct CpuClock {
-    strait: Option<f64>,
-    /// The benchmark's processes: this one, the client, the backend and strait.
-    ours: f64,
-    /// The whole node: all but idle and iowait.
-    node: f64,
-}
-
-fn capture(args: &CaptureArgs) -> Result<()> {
+pub fn run(args: &CaptureArgs) -> Result<()> {
     crate::lab::ensure_root()?;
     ensure!(
         args.rounds > 0 && args.workers > 0,
         "rounds and workers must be positive"
     );
-    let own = sched_getaffinity(Pid::from_raw(0))?;
-    ensure!(
-        own.is_set(CLIENT_CPU)? && own.is_set(PROXY_CPU)?,
-        "the benchmark pins strait to CPU {PROXY_CPU} and the rest to CPU {CLIENT_CPU}: it needs both"
-    );
+    ensure_both_cpus()?;
     if !args.no_build {
         crate::build_lab_bins(&["--release"])?;
     }
-    use_release_bins()?;
+    use_release_bins(&["strait", "strait-lab-agent"])?;
     // After the build, which wants both cores. What this thread starts from now on, processes
     // and threads, inherits the mask: the lab's helpers, the backend and the clients.
     pin_this_thread(CLIENT_CPU)?;
@@ -208,7 +168,7 @@ fn capture(args: &CaptureArgs) -> Result<()> {
         }
     }
     drop(bench);
-    let disturbed = samples.iter().filter(|s| disturbed(s)).count();
+    let disturbed = samples.iter().filter(|s| disturbed(s.elsewhere)).count();
     if disturbed > 0 {
         eprintln!(
             "bench: WARNING: other processes took CPU during {disturbed} of {} measurements: \
@@ -216,7 +176,6 @@ fn capture(args: &CaptureArgs) -> Result<()> {
             samples.len()
         );
     }
-    let date = cargo::output(Command::new("date").args(["-u", "+%Y-%m-%d"]))?;
     println!(
         "\n`cargo xtask bench capture --rounds {} --warmup {} --duration {} --workers {} \
          --latency-duration {}`, {}, medians of {} rounds:\n",
@@ -225,26 +184,10 @@ fn capture(args: &CaptureArgs) -> Result<()> {
         args.duration,
         args.workers,
         args.latency_duration,
-        date.trim(),
+        today()?,
         args.rounds
     );
     print!("{}", report(&samples));
-    Ok(())
-}
-
-/// The lab finds its binaries through `CARGO_BIN_EXE_<name>` (as cargo sets it for tests):
-/// point it at the release build. Set before any thread exists: `set_var` is not thread-safe.
-fn use_release_bins() -> Result<()> {
-    let release = cargo::target_dir()?.join("release");
-    for name in ["strait", "strait-lab-agent"] {
-        let bin = release.join(name);
-        ensure!(
-            bin.is_file(),
-            "{} is missing: build it first",
-            bin.display()
-        );
-        env::set_var(format!("CARGO_BIN_EXE_{name}"), bin);
-    }
     Ok(())
 }
 
@@ -252,7 +195,7 @@ fn use_release_bins() -> Result<()> {
 struct Setup {
     // Dropped first: the lab stops strait and the clients before the config goes.
     lab: Lab,
-    config: ConfigDir,
+    config: ScratchDir,
     client: Pod,
     iptables_client: Pod,
     backend: Pod,
@@ -276,7 +219,8 @@ impl Setup {
 
         let backend_pid = lab.serve_agent(&backend, BACKEND_PORT, "backend")?.pid();
 
-        let config = ConfigDir::new(&service_manifests(backend.ip))?;
+        let config = ScratchDir::new("capture")?;
+        config.write("bench.yaml", service_manifests(backend.ip))?;
         Ok(Setup {
             lab,
             config,
@@ -314,13 +258,7 @@ impl Setup {
             Target::Direct => unreachable!("no proxy for direct"),
         }
         .strait_args();
-        // A child starts with the CPU mask of the thread that forked it, as under `taskset`, and
-        // tokio sizes strait's runtime by it. The threads the lab starts meanwhile (output
-        // readers, readiness polls) share that core, idle while strait is measured.
-        pin_this_thread(PROXY_CPU)?;
-        let strait = self.lab.start_strait(&self.config.0, &capture);
-        pin_this_thread(CLIENT_CPU)?;
-        strait
+        on_proxy_cpu(|| self.lab.start_strait(self.config.path(), &capture))
     }
 
     fn load(
@@ -335,14 +273,10 @@ impl Setup {
             measure: Duration::from_secs_f64(args.duration),
         };
         let backend = self.backend_pid;
-        let clock = |client: u32| -> Result<CpuClock> {
-            let strait = strait.map(|s| cpu_seconds(s.pid())).transpose()?;
-            let others = [std::process::id(), client, backend].map(cpu_seconds);
-            Ok(CpuClock {
-                strait,
-                ours: strait.unwrap_or(0.0) + others.into_iter().sum::<Result<f64>>()?,
-                node: node_cpu_seconds()?,
-            })
+        let strait: Vec<u32> = strait.map(ChildHandle::pid).into_iter().collect();
+        let clock = |client: u32| {
+            let ours = [std::process::id(), client, backend];
+            CpuClock::read(&strait, &[&strait[..], &ours].concat())
         };
         let (loaded, before, after) = self.run_client(target, &load, clock)?;
         let unloaded = if args.latency_duration > 0.0 {
@@ -355,10 +289,9 @@ impl Setup {
         } else {
             None
         };
-        let strait = before.strait.zip(after.strait).map(|(before, after)| {
-            let seconds = after - before;
-            (seconds, loaded.connections / seconds)
-        });
+        let strait = before
+            .proxy_seconds(&after)
+            .map(|seconds| (seconds, loaded.connections / seconds));
         Ok(Sample {
             target,
             conns_per_s: loaded.conns_per_s,
@@ -368,8 +301,7 @@ impl Setup {
             errors: loaded.errors + unloaded.map_or(0, |u| u.errors),
             strait,
             node_us_per_conn: (after.node - before.node) * 1e6 / loaded.connections,
-            elsewhere: ((after.node - before.node) - (after.ours - before.ours))
-                / (2.0 * args.duration),
+            elsewhere: before.elsewhere(&after, args.duration),
         })
     }
 
@@ -450,68 +382,6 @@ fn run_checked(lab: &mut Lab, cmd: Command) -> Result<()> {
     }
 }
 
-fn pin_this_thread(cpu: usize) -> Result<()> {
-    let mut set = CpuSet::new();
-    set.set(cpu)?;
-    sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("pinning to CPU {cpu}"))
-}
-
-/// The client's next stdout line within `timeout`; gives up early on Ctrl-C.
-fn next_line(client: &mut ChildHandle, timeout: Duration) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    while !crate::lab::stop_requested() {
-        match client.next_line(POLL) {
-            Ok(Some(line)) => return Ok(line),
-            Ok(None) => bail!("{} ended early{}", client.name(), client.stderr_report()),
-            Err(err) if Instant::now() >= deadline => return Err(err),
-            // Nothing yet: look at the stop flag again.
-            Err(_) => {}
-        }
-    }
-    bail!("interrupted")
-}
-
-/// utime + stime of `pid`, all its threads, in seconds.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let ticks = process_ticks(&stat).with_context(|| format!("no utime/stime in {path}"))?;
-    ticks_to_seconds(ticks)
-}
-
-/// Busy time of all CPUs, in seconds.
-fn node_cpu_seconds() -> Result<f64> {
-    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    ticks_to_seconds(node_busy_ticks(&stat).context("no cpu line in /proc/stat")?)
-}
-
-fn ticks_to_seconds(ticks: u64) -> Result<f64> {
-    let per_second = sysconf(SysconfVar::CLK_TCK)?.context("no CLK_TCK")?;
-    Ok(ticks as f64 / per_second as f64)
-}
-
-/// Fields 14 and 15 (utime, stime) of proc_pid_stat(5), in clock ticks.
-fn process_ticks(stat: &str) -> Option<u64> {
-    // Field 2, the command name, may hold spaces and parentheses: count after its last `)`.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-    Some(field(14)? + field(15)?)
-}
-
-/// user + nice + system + irq + softirq + steal from the `cpu` line of proc_stat(5), in ticks
-/// (guest time is already in user). With tick accounting, a process's stime holds the softirq
-/// work done while it ran, so this and [`process_ticks`] add up. Steal is the hypervisor's:
-/// counted, so that a noisy neighbour shows as a disturbance.
-fn node_busy_ticks(stat: &str) -> Option<u64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|t| t.parse().ok())
-        .collect::<Option<_>>()?;
-    [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i)).sum()
-}
-
 /// The Service `bench` at [`VIP`], its one endpoint the backend pod.
 fn service_manifests(backend: Ipv4Addr) -> String {
     let service = manifests::Service {
@@ -526,31 +396,6 @@ fn service_manifests(backend: Ipv4Addr) -> String {
         service.yaml(),
         manifests::pod("backend", "bench", backend, &[]),
     ])
-}
-
-/// strait's config directory, removed on drop.
-struct ConfigDir(PathBuf);
-
-impl ConfigDir {
-    fn new(manifests: &str) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("strait-bench-{}", std::process::id()));
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let dir = ConfigDir(dir);
-        fs::write(dir.0.join("bench.yaml"), manifests)?;
-        Ok(dir)
-    }
-}
-
-impl Drop for ConfigDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Whether something outside the benchmark took enough CPU to skew it (kernel threads doing
-/// the network's deferred work stay well below this).
-fn disturbed(sample: &Sample) -> bool {
-    sample.elsewhere > ELSEWHERE_LIMIT
 }
 
 fn describe(sample: &Sample) -> String {
@@ -576,7 +421,7 @@ fn describe(sample: &Sample) -> String {
         sample.node_us_per_conn,
         sample.elsewhere * 100.0
     );
-    if disturbed(sample) {
+    if disturbed(sample.elsewhere) {
         line += " (DISTURBED)";
     }
     if sample.errors > 0 {
@@ -616,98 +461,81 @@ impl Medians {
     }
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(values[n / 2]),
-        n => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
-    }
-}
-
 /// The markdown the README quotes: medians per target, then ratios between targets.
 fn report(samples: &[Sample]) -> String {
-    let cell = |value: Option<f64>, decimals: usize| {
-        value.map_or("–".into(), |v| format!("{v:.decimals$}"))
-    };
-    let mut out = String::from(
-        "| client -> Service | conn/s | p50 µs | p99 µs | one at a time: p50 µs | p99 µs \
-         | strait CPU s | conn per strait CPU-s | node CPU µs per conn | errors |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-    );
-    for target in Target::ALL {
-        let m = Medians::of(samples, target);
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            target.label(),
-            cell(m.conns_per_s, 0),
-            cell(m.p50_us, 0),
-            cell(m.p99_us, 0),
-            cell(m.unloaded_p50_us, 0),
-            cell(m.unloaded_p99_us, 0),
-            cell(m.strait_cpu_s, 2),
-            cell(m.per_cpu_s, 0),
-            cell(m.node_us_per_conn, 0),
-            m.errors
-        );
-    }
-    out += "\n| ratio | conn/s | p50 | p99 | one at a time: p50 | p99 | conn per strait CPU-s \
-            | node CPU per conn |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
-    for (a, b) in [
+    let rows: Vec<Vec<String>> = Target::ALL
+        .into_iter()
+        .map(|target| {
+            let m = Medians::of(samples, target);
+            vec![
+                target.label().to_owned(),
+                cell(m.conns_per_s, 0),
+                cell(m.p50_us, 0),
+                cell(m.p99_us, 0),
+                cell(m.unloaded_p50_us, 0),
+                cell(m.unloaded_p99_us, 0),
+                cell(m.strait_cpu_s, 2),
+                cell(m.per_cpu_s, 0),
+                cell(m.node_us_per_conn, 0),
+                m.errors.to_string(),
+            ]
+        })
+        .collect();
+    let ratios: Vec<Vec<String>> = [
         (Target::Ebpf, Target::Iptables),
         (Target::Ebpf, Target::Direct),
         (Target::Iptables, Target::Direct),
-    ] {
+    ]
+    .into_iter()
+    .map(|(a, b)| {
         let (a_m, b_m) = (Medians::of(samples, a), Medians::of(samples, b));
-        let ratio = |f: fn(&Medians) -> Option<f64>| match (f(&a_m), f(&b_m)) {
-            (Some(x), Some(y)) => format!("{:.2}×", x / y),
-            _ => "–".into(),
-        };
-        let _ = writeln!(
-            out,
-            "| {} / {} | {} | {} | {} | {} | {} | {} | {} |",
-            a.name(),
-            b.name(),
-            ratio(|m| m.conns_per_s),
-            ratio(|m| m.p50_us),
-            ratio(|m| m.p99_us),
-            ratio(|m| m.unloaded_p50_us),
-            ratio(|m| m.unloaded_p99_us),
-            ratio(|m| m.per_cpu_s),
-            ratio(|m| m.node_us_per_conn),
-        );
-    }
-    out
+        let of = |f: fn(&Medians) -> Option<f64>| ratio(f(&a_m), f(&b_m));
+        vec![
+            format!("{} / {}", a.name(), b.name()),
+            of(|m| m.conns_per_s),
+            of(|m| m.p50_us),
+            of(|m| m.p99_us),
+            of(|m| m.unloaded_p50_us),
+            of(|m| m.unloaded_p99_us),
+            of(|m| m.per_cpu_s),
+            of(|m| m.node_us_per_conn),
+        ]
+    })
+    .collect();
+    let absolute = markdown_table(
+        &[
+            "client -> Service",
+            "conn/s",
+            "p50 µs",
+            "p99 µs",
+            "one at a time: p50 µs",
+            "p99 µs",
+            "strait CPU s",
+            "conn per strait CPU-s",
+            "node CPU µs per conn",
+            "errors",
+        ],
+        &rows,
+    );
+    let relative = markdown_table(
+        &[
+            "ratio",
+            "conn/s",
+            "p50",
+            "p99",
+            "one at a time: p50",
+            "p99",
+            "conn per strait CPU-s",
+            "node CPU per conn",
+        ],
+        &ratios,
+    );
+    absolute + "\n" + &relative
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn process_cpu_time_is_read_past_the_command_name() {
-        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-        // utime stime ...
-        let stat = "42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 3 0";
-        assert_eq!(process_ticks(stat), Some(281));
-        assert_eq!(process_ticks("42 (x) S 1"), None);
-    }
-
-    #[test]
-    fn node_cpu_time_leaves_out_idle_and_iowait() {
-        // user nice system idle iowait irq softirq steal guest guest_nice
-        let stat = "cpu  100 1 50 9000 70 2 30 3 0 0\ncpu0 50 0 25 4500 35 1 15 1 0 0\n";
-        assert_eq!(node_busy_ticks(stat), Some(186));
-        assert_eq!(node_busy_ticks("intr 1 2"), None);
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(vec![]), None);
-    }
 
     #[test]
     fn the_report_has_medians_and_ratios() {
