@@ -59,17 +59,28 @@ impl Answered {
 /// A try that failed, and the endpoint it failed on (if one was picked).
 pub type Failed = (Failure, Option<SocketAddr>);
 
+/// When a try must have its answer (or, while held back, its first frame) by.
+#[derive(Clone, Copy, Debug)]
+pub struct TryDeadline {
+    pub at: Instant,
+    /// The try's own timeout (`perTryTimeout`), not the request's: another try may follow.
+    pub per_try: bool,
+}
+
 impl L7Proxy {
     /// One try: sends `request` to an endpoint of `destination`, avoiding `tried` when another
-    /// is available; with `hold`, waits for the response's first body frame too.
+    /// is available; with `hold`, waits for the response's first body frame too. A try that
+    /// fails on its endpoint is reported to outlier detection here; one that answers, when its
+    /// response ends.
     pub(super) async fn attempt(
         &self,
         destination: &Destination<'_>,
         tried: &[SocketAddr],
         request: Request<RequestBody>,
         hold: bool,
+        deadline: Option<TryDeadline>,
     ) -> Result<Answered, Failed> {
-        let pick = self
+        let mut pick = self
             .balancers
             .pick(
                 destination.key,
@@ -78,21 +89,59 @@ impl L7Proxy {
                 tried,
             )
             .ok_or((Failure::NoHealthyUpstream, None))?;
-        let endpoint = Some(pick.endpoint());
         let limits = Limits::from(&destination.policy.connection_pool);
-        let mut checkout = self
-            .pool
-            .checkout(pick.endpoint(), &limits)
-            .await
-            .map_err(|err| (Failure::from(err), endpoint))?;
-        let started = Instant::now();
-        let sent = async {
-            checkout.sender.ready().await?;
-            checkout.sender.send_request(request).await
+        let exchange = self.send(&pick, &limits, request, hold);
+        let sent = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.at, exchange)
+                .await
+                .unwrap_or(Err(Failure::Timeout {
+                    per_try: deadline.per_try,
+                })),
+            None => exchange.await,
         };
-        let mut response = sent
+        match sent {
+            Ok((checkout, response, held)) => Ok(Answered {
+                response,
+                held,
+                checkout,
+                pick,
+            }),
+            Err(failure) => {
+                if let Some(outcome) = failure.endpoint_outcome() {
+                    report(&mut pick, outcome);
+                }
+                Err((failure, Some(pick.endpoint())))
+            }
+        }
+    }
+
+    /// A stream to the picked endpoint, the request on it, and the response's start.
+    async fn send(
+        &self,
+        pick: &Pick,
+        limits: &Limits,
+        request: Request<RequestBody>,
+        hold: bool,
+    ) -> Result<
+        (
+            Checkout<RequestBody>,
+            Response<Incoming>,
+            Option<Frame<Bytes>>,
+        ),
+        Failure,
+    > {
+        let mut checkout = self.pool.checkout(pick.endpoint(), limits).await?;
+        let started = Instant::now();
+        checkout
+            .sender
+            .ready()
             .await
-            .map_err(|err| (Failure::UpstreamReset(err), endpoint))?;
+            .map_err(Failure::UpstreamReset)?;
+        let mut response = checkout
+            .sender
+            .send_request(request)
+            .await
+            .map_err(Failure::UpstreamReset)?;
         if !checkout.is_first_use() {
             pick.observe(started.elapsed());
         }
@@ -102,15 +151,22 @@ impl L7Proxy {
                 .frame()
                 .await
                 .transpose()
-                .map_err(|err| (Failure::UpstreamReset(err), endpoint))?,
+                .map_err(Failure::UpstreamReset)?,
             false => None,
         };
-        Ok(Answered {
-            response,
-            held,
-            checkout,
-            pick,
-        })
+        Ok((checkout, response, held))
+    }
+}
+
+/// Tells outlier detection how a try on `pick`'s endpoint ended; says so when it ejects.
+pub fn report(pick: &mut Pick, outcome: TryOutcome) {
+    if let Some(ejection) = pick.report(outcome) {
+        tracing::info!(
+            endpoint = %ejection.endpoint,
+            reason = ?ejection.reason,
+            times = ejection.times_ejected,
+            "endpoint ejected by outlier detection"
+        );
     }
 }
 

@@ -60,6 +60,16 @@ impl Failure {
         }
     }
 
+    /// What outlier detection counts against the endpoint: failures on it, including the
+    /// request's own deadline passing while it had not answered (Envoy counts a 504); `None`
+    /// for strait's own (no route, no endpoint, the pool full: envoyproxy/envoy#25487).
+    pub fn endpoint_outcome(&self) -> Option<TryOutcome> {
+        match self {
+            Self::Timeout { .. } => Some(TryOutcome::PerTryTimeout),
+            _ => self.try_outcome(),
+        }
+    }
+
     /// Timeouts are DEADLINE_EXCEEDED (Istio's UT); everything else is UNAVAILABLE, which a
     /// gRPC client may retry by its own policy.
     pub fn response(&self, is_grpc: bool) -> Response<ProxyBody> {

@@ -15,7 +15,7 @@ pub mod grpc;
 mod replay;
 mod retry;
 
-use std::{collections::HashSet, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashSet, convert::Infallible, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{request, Request, Response};
@@ -40,7 +40,7 @@ use self::{
 };
 use crate::{
     balance::{Balancers, Pick},
-    config::{GrpcCodes, Model, RetryPolicy, ServicePortRef},
+    config::{GrpcCodes, Model, ServicePortRef, TryOutcome},
     telemetry::{
         requests::{RequestMetrics, RequestOutcome},
         ResponseFlags,
@@ -170,7 +170,7 @@ impl L7Proxy {
         let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
         let service = port.service();
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
-        let route = route_policy(&port);
+        let route = model.http_route(&port, &request).ok_or(Failure::NoRoute)?;
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
         let key = (service.fqdn(), port.port());
         let endpoints: Vec<SocketAddr> = port.endpoints().iter().map(|e| e.addr).collect();
@@ -186,17 +186,20 @@ impl L7Proxy {
         let mut tries = Tries::new(&route.retries, deadline);
         loop {
             let try_deadline = tries.try_deadline();
-            let request = try_request(&parts, body, try_deadline, record.outcome.grpc);
-            let attempt = self.attempt(&target, &tries.tried, request, tries.may_retry());
-            let result = match try_deadline {
-                Some(at) => tokio::time::timeout_at(at, attempt)
-                    .await
-                    .unwrap_or_else(|_| {
-                        let per_try = Some(at) != deadline;
-                        Err((Failure::Timeout { per_try }, None))
-                    }),
-                None => attempt.await,
-            };
+            let request = try_request(&parts, body, try_deadline);
+            let try_deadline = try_deadline.map(|at| attempt::TryDeadline {
+                at,
+                per_try: Some(at) != deadline,
+            });
+            let result = self
+                .attempt(
+                    &target,
+                    &tries.tried,
+                    request,
+                    tries.may_retry(),
+                    try_deadline,
+                )
+                .await;
             let outcome = match &result {
                 Ok(answered) => answered.try_outcome(),
                 Err((failure, _)) => failure.try_outcome(),
@@ -216,51 +219,42 @@ impl L7Proxy {
                     deadline,
                 });
             };
-            let endpoint = match &result {
-                Ok(answered) => Some(answered.pick.endpoint()),
-                Err((_, endpoint)) => *endpoint,
+            let endpoint = match result {
+                Ok(mut answered) => {
+                    if let Some(outcome) = outcome {
+                        attempt::report(&mut answered.pick, outcome);
+                    }
+                    Some(answered.pick.endpoint())
+                }
+                Err((_, endpoint)) => endpoint,
             };
             debug!(?endpoint, ?outcome, "retrying");
             tries.tried.extend(endpoint);
-            drop(result);
             tries.backoff().await;
             body = next;
         }
     }
 }
 
-/// The retry policy and timeout of the route a request takes.
-// Until VirtualService routes are in the model: Istio's defaults for every request.
-struct RoutePolicy {
-    timeout: Option<Duration>,
-    retries: RetryPolicy,
-}
-
-fn route_policy(_port: &ServicePortRef<'_>) -> RoutePolicy {
-    RoutePolicy {
-        timeout: None,
-        retries: RetryPolicy::istio_default(),
-    }
-}
-
-/// One try's request: the client's, with the time left in `grpc-timeout`, so the endpoint
-/// gives up when strait does.
+/// One try's request: the client's. A client's `grpc-timeout` is sent on with the time this
+/// try has left, so the endpoint gives up when strait does; strait adds none of its own (as
+/// Envoy), so that an endpoint that does not know the deadline shows what strait enforces.
 fn try_request(
     parts: &request::Parts,
     body: RequestBody,
     deadline: Option<Instant>,
-    grpc: bool,
 ) -> Request<RequestBody> {
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = parts.uri.clone();
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers.clone();
-    if let (Some(deadline), true) = (deadline, grpc) {
+    if let (Some(deadline), Some(header)) = (
+        deadline,
+        request.headers_mut().get_mut(deadline::GRPC_TIMEOUT),
+    ) {
         let left = deadline.saturating_duration_since(Instant::now());
-        request
-            .headers_mut()
-            .insert(deadline::GRPC_TIMEOUT, deadline::format_grpc_timeout(left));
+        *header = deadline::format_grpc_timeout(left);
     }
     request
 }
@@ -288,7 +282,8 @@ impl FinalTry {
         record.ended = held.is_none() && http_body::Body::is_end_stream(response.body());
         let grpc = record.outcome.grpc;
         let mut observer = InFlight {
-            _upstream: (checkout, pick),
+            _checkout: checkout,
+            pick,
             _budget: (self.budget, self.retry),
             exhausted_on: self.exhausted_on,
             record,
@@ -346,10 +341,22 @@ impl Drop for Record {
 /// A response on its way: the upstream stream slot and balancer pick, its place in the retry
 /// budget, and its record.
 struct InFlight {
-    _upstream: (Checkout<RequestBody>, Pick),
+    _checkout: Checkout<RequestBody>,
+    /// Told how the response ended, for outlier detection.
+    pick: Pick,
     _budget: (ActiveRequest, Option<ActiveRetry>),
     exhausted_on: GrpcCodes,
     record: Record,
+}
+
+impl InFlight {
+    fn report_response(&mut self) {
+        let outcome = TryOutcome::Response {
+            status: self.record.outcome.response_code,
+            grpc: self.record.outcome.grpc_status,
+        };
+        attempt::report(&mut self.pick, outcome);
+    }
 }
 
 impl body::ResponseObserver for InFlight {
@@ -363,15 +370,19 @@ impl body::ResponseObserver for InFlight {
     }
 
     fn error(&mut self) {
+        attempt::report(&mut self.pick, TryOutcome::Reset);
         self.record.outcome.flags |= ResponseFlags::UPSTREAM_RESET;
         self.record.ended = true;
     }
 
     fn end(&mut self) {
+        self.report_response();
         self.record.ended = true;
     }
 
     fn timed_out(&mut self) {
+        // The endpoint answered in time; how long its stream lasts is the client's business.
+        self.report_response();
         self.record.outcome.flags |= ResponseFlags::UPSTREAM_REQUEST_TIMEOUT;
         self.record.outcome.grpc_status = Some(grpc::Code::DeadlineExceeded as u16);
         self.record.ended = true;

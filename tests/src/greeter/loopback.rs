@@ -1,11 +1,7 @@
 //! Three greeter replicas on loopback behind strait without capture (`--no-ebpf`): requests
 //! find the Service by their `:authority`. The fixture of the L7 tests that need no lab.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{fs, path::PathBuf, time::Duration};
 
 use anyhow::Result;
 
@@ -36,6 +32,17 @@ impl Loopback {
         server: Implementation,
         serve: impl Fn(ServeOptions) -> ServeOptions,
     ) -> Result<Loopback> {
+        Self::start_with(name, server, serve, "")
+    }
+
+    /// As [`start`](Self::start), with more manifests (VirtualServices, DestinationRules for
+    /// `greeter`) in the config from the start.
+    pub fn start_with(
+        name: &str,
+        server: Implementation,
+        serve: impl Fn(ServeOptions) -> ServeOptions,
+        manifests: &str,
+    ) -> Result<Loopback> {
         let mut servers = Vec::new();
         let mut backends = Vec::new();
         for replica in REPLICAS {
@@ -55,6 +62,7 @@ impl Loopback {
         };
         fs::write(config.join("greeter.yaml"), greeter_manifests(&backends))?;
         fs::write(config.join("empty.yaml"), empty.yaml())?;
+        fs::write(config.join("policy.yaml"), manifests)?;
         let strait = LocalStrait::start(&config, &[] as &[&str])?;
         Ok(Loopback {
             strait,
@@ -119,9 +127,4 @@ pub fn greeter_manifests(backends: &[(impl std::fmt::Display, u16)]) -> String {
         .zip(REPLICAS)
         .map(|((ip, port), name)| manifests::pod(name, "greeter", ip, &[("grpc", *port)]));
     manifests::documents(std::iter::once(service.yaml()).chain(pods))
-}
-
-/// Writes `yaml` into the config directory as `file` (strait reloads it).
-pub fn write_config(dir: &Path, file: &str, yaml: &str) -> Result<()> {
-    Ok(fs::write(dir.join(file), yaml)?)
 }
