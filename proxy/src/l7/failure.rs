@@ -6,7 +6,7 @@ use std::error::Error as _;
 
 use http::{Response, StatusCode};
 
-use super::{grpc, ProxyBody};
+use super::{grpc, load::TooManyRequests, ProxyBody};
 use crate::{config::TryOutcome, telemetry::ResponseFlags, upstream::pool::PoolError};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,7 @@ pub enum Failure {
     #[error("upstream connect failure: {0}")]
     Connect(PoolError),
     #[error("upstream overflow: {0}")]
-    Overflow(PoolError),
+    Overflow(Box<dyn std::error::Error + Send + Sync>),
     #[error("upstream reset: {0}")]
     UpstreamReset(hyper::Error),
     #[error("{}", grpc::TIMEOUT_MESSAGE)]
@@ -28,9 +28,15 @@ pub enum Failure {
 impl From<PoolError> for Failure {
     fn from(err: PoolError) -> Self {
         match err {
-            PoolError::Overflow { .. } => Self::Overflow(err),
+            PoolError::Overflow { .. } => Self::Overflow(err.into()),
             PoolError::Connect { .. } | PoolError::Handshake { .. } => Self::Connect(err),
         }
+    }
+}
+
+impl From<TooManyRequests> for Failure {
+    fn from(err: TooManyRequests) -> Self {
+        Self::Overflow(err.into())
     }
 }
 

@@ -2,16 +2,18 @@
 //! sends each request (stream) on its own to an endpoint chosen for it, over pooled upstream
 //! HTTP/2 connections. A client holding one long-lived connection is balanced per call.
 //!
-//! A request's way: its Service port ([`resolve`]), its route's timeout and retry policy, then
-//! tries ([`attempt`]) until one is final ([`retry`]: policy, budget, backoff; [`replay`]: the
-//! request body kept for them), and the response streamed back ([`body`]: deadline, metrics).
-//! Strait's own answers are in [`failure`].
+//! A request's way: its Service port ([`resolve`]) and route (timeout, retry policy), its
+//! place in the port's [`load`] (http2MaxRequests, the retry budget), then tries ([`attempt`])
+//! until one is final ([`retry`]; [`replay`] keeps the request body for them), and the
+//! response streamed back ([`body`]: deadline, metrics, outlier detection). Strait's own
+//! answers are in [`failure`].
 
 mod attempt;
 mod body;
 mod deadline;
 mod failure;
 pub mod grpc;
+mod load;
 mod replay;
 mod retry;
 
@@ -35,8 +37,9 @@ use self::{
     attempt::Answered,
     body::ResponseBody,
     failure::Failure,
+    load::{ActiveRequest, ActiveRetry, Loads},
     replay::{BoxError, Replay, ReplayBody},
-    retry::{ActiveRequest, ActiveRetry, RetryBudgets, Tries},
+    retry::Tries,
 };
 use crate::{
     balance::{Balancers, Pick},
@@ -69,7 +72,8 @@ pub struct L7Proxy {
     metrics: Arc<RequestMetrics>,
     balancers: Balancers,
     pool: Pool<RequestBody>,
-    retry_budgets: RetryBudgets,
+    /// Requests and retries in flight per Service port.
+    loads: Loads,
     /// Cancelled when strait shuts down: every client connection gets a GOAWAY.
     drain: CancellationToken,
 }
@@ -85,7 +89,7 @@ impl L7Proxy {
             metrics,
             balancers: Balancers::default(),
             pool: Pool::default(),
-            retry_budgets: RetryBudgets::default(),
+            loads: Loads::default(),
             drain,
         }
     }
@@ -180,17 +184,15 @@ impl L7Proxy {
             policy,
             endpoints: &endpoints,
         };
-        let budget = self.retry_budgets.request(&key);
+        let active = self
+            .loads
+            .request(&key, policy.connection_pool.http2_max_requests)?;
         let (parts, body) = request.into_parts();
         let (replay, mut body) = Replay::start(body);
         let mut tries = Tries::new(&route.retries, deadline);
         loop {
             let try_deadline = tries.try_deadline();
-            let request = try_request(&parts, body, try_deadline);
-            let try_deadline = try_deadline.map(|at| attempt::TryDeadline {
-                at,
-                per_try: Some(at) != deadline,
-            });
+            let request = try_request(&parts, body, try_deadline.map(|d| d.at));
             let result = self
                 .attempt(
                     &target,
@@ -205,7 +207,7 @@ impl L7Proxy {
                 Err((failure, _)) => failure.try_outcome(),
             };
             let max_retries = policy.connection_pool.max_retries;
-            let next = outcome.and_then(|o| tries.retry(o, &replay, &budget, max_retries));
+            let next = outcome.and_then(|o| tries.retry(o, &replay, &active, max_retries));
             let Some(next) = next else {
                 if tries.exhausted(outcome) {
                     record.outcome.flags |= ResponseFlags::RETRY_LIMIT_EXCEEDED;
@@ -213,7 +215,7 @@ impl L7Proxy {
                 let answered = result.map_err(|(failure, _)| failure)?;
                 return Ok(FinalTry {
                     answered,
-                    budget,
+                    active,
                     exhausted_on: tries.exhausted_on(),
                     retry: tries.in_flight,
                     deadline,
@@ -262,7 +264,7 @@ fn try_request(
 /// The try whose response goes to the client, and what the request holds until it ends.
 struct FinalTry {
     answered: Answered,
-    budget: ActiveRequest,
+    active: ActiveRequest,
     retry: Option<ActiveRetry>,
     /// gRPC statuses in trailers that mean the retries ran out (URX).
     exhausted_on: GrpcCodes,
@@ -284,7 +286,7 @@ impl FinalTry {
         let mut observer = InFlight {
             _checkout: checkout,
             pick,
-            _budget: (self.budget, self.retry),
+            _load: (self.active, self.retry),
             exhausted_on: self.exhausted_on,
             record,
         };
@@ -344,7 +346,7 @@ struct InFlight {
     _checkout: Checkout<RequestBody>,
     /// Told how the response ended, for outlier detection.
     pick: Pick,
-    _budget: (ActiveRequest, Option<ActiveRetry>),
+    _load: (ActiveRequest, Option<ActiveRetry>),
     exhausted_on: GrpcCodes,
     record: Record,
 }

@@ -1,111 +1,23 @@
-//! What bounds retries besides a route's `attempts`: a budget, so that a failing Service is not
-//! stormed by them, and a jittered backoff between tries.
-//!
-//! The budget is Envoy's `retry_budget` with the values Istio's users know from it: retries in
-//! flight for a Service port stay under 20 % of its requests in flight, with 3 always allowed so
-//! that a quiet Service can still retry. `connectionPool.http.maxRetries` caps them further.
+//! A request's tries under its route's retry policy: whether another may follow, when each
+//! must answer by, and a jittered backoff between them. What bounds retries across requests
+//! (the budget) is in [`super::load`].
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicUsize, Ordering::Relaxed},
-        Arc, RwLock,
-    },
-    time::Duration,
-};
-
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use http_body::Body;
 use tokio::time::Instant;
 
-use super::replay::{Replay, ReplayBody};
-use crate::{
-    balance::BalanceKey,
-    config::{GrpcCodes, RetryPolicy, TryOutcome},
+use super::{
+    attempt::TryDeadline,
+    load::{ActiveRequest, ActiveRetry},
+    replay::{Replay, ReplayBody},
 };
-
-/// Retries in flight may be this share of requests in flight.
-const BUDGET_PERCENT: usize = 20;
-/// Retries in flight always allowed, however few requests there are.
-const MIN_RETRY_CONCURRENCY: usize = 3;
+use crate::config::{GrpcCodes, RetryPolicy, TryOutcome};
 
 /// Envoy's default backoff: 25 ms base, 250 ms at most, fully jittered.
 const BACKOFF_BASE: Duration = Duration::from_millis(25);
 const BACKOFF_MAX: Duration = Duration::from_millis(250);
-
-/// The budget of every Service port, kept across config reloads.
-#[derive(Default)]
-pub struct RetryBudgets {
-    budgets: RwLock<HashMap<BalanceKey, Arc<Budget>>>,
-}
-
-impl RetryBudgets {
-    /// Counts a request to `key` as in flight until the returned guard is dropped.
-    pub fn request(&self, key: &BalanceKey) -> ActiveRequest {
-        let budget = self.budget(key);
-        budget.requests.fetch_add(1, Relaxed);
-        ActiveRequest { budget }
-    }
-
-    fn budget(&self, key: &BalanceKey) -> Arc<Budget> {
-        let read = self.budgets.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(budget) = read.get(key) {
-            return budget.clone();
-        }
-        drop(read);
-        let mut write = self.budgets.write().unwrap_or_else(|p| p.into_inner());
-        write.entry(key.clone()).or_default().clone()
-    }
-}
-
-#[derive(Default)]
-struct Budget {
-    requests: AtomicUsize,
-    retries: AtomicUsize,
-}
-
-/// A request in flight, counted in its Service port's budget.
-pub struct ActiveRequest {
-    budget: Arc<Budget>,
-}
-
-impl ActiveRequest {
-    /// A retry in flight, if the budget (and `max_retries`, the pool's cap) has room for one.
-    pub fn retry(&self, max_retries: u32) -> Option<ActiveRetry> {
-        let budget = &self.budget;
-        let allowed = (budget.requests.load(Relaxed) * BUDGET_PERCENT / 100)
-            .max(MIN_RETRY_CONCURRENCY)
-            .min(max_retries as usize);
-        budget
-            .retries
-            .fetch_update(Relaxed, Relaxed, |retries| {
-                (retries < allowed).then_some(retries + 1)
-            })
-            .ok()?;
-        Some(ActiveRetry {
-            budget: budget.clone(),
-        })
-    }
-}
-
-impl Drop for ActiveRequest {
-    fn drop(&mut self) {
-        self.budget.requests.fetch_sub(1, Relaxed);
-    }
-}
-
-/// A retry in flight, until dropped.
-pub struct ActiveRetry {
-    budget: Arc<Budget>,
-}
-
-impl Drop for ActiveRetry {
-    fn drop(&mut self) {
-        self.budget.retries.fetch_sub(1, Relaxed);
-    }
-}
 
 /// The tries of one request so far, under its route's retry policy.
 pub struct Tries<'a> {
@@ -135,13 +47,16 @@ impl<'a> Tries<'a> {
         self.retries < self.policy.attempts
     }
 
-    /// When this try must have answered: the request's deadline, or the per-try timeout.
-    pub fn try_deadline(&self) -> Option<Instant> {
+    /// When this try must have answered: the request's deadline, or the per-try timeout if
+    /// that comes first.
+    pub fn try_deadline(&self) -> Option<TryDeadline> {
         let per_try = self.policy.per_try_timeout.map(|t| Instant::now() + t);
-        match (self.deadline, per_try) {
-            (Some(request), Some(per_try)) => Some(request.min(per_try)),
-            (request, per_try) => request.or(per_try),
-        }
+        let at = match (self.deadline, per_try) {
+            (Some(request), Some(per_try)) => request.min(per_try),
+            (request, per_try) => request.or(per_try)?,
+        };
+        let per_try = Some(at) != self.deadline;
+        Some(TryDeadline { at, per_try })
     }
 
     /// The next try's body, when a try that ended with `outcome` is to be retried: the policy
@@ -206,40 +121,6 @@ pub fn backoff(retry: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key() -> BalanceKey {
-        ("greeter.default.svc.cluster.local".into(), 80)
-    }
-
-    #[test]
-    fn a_quiet_service_may_retry_three_at_once() {
-        let budgets = RetryBudgets::default();
-        let request = budgets.request(&key());
-        let retries: Vec<_> = (0..5).filter_map(|_| request.retry(u32::MAX)).collect();
-        assert_eq!(retries.len(), 3);
-        drop(retries);
-        assert!(
-            request.retry(u32::MAX).is_some(),
-            "finished retries free the budget"
-        );
-    }
-
-    #[test]
-    fn retries_stay_under_a_fifth_of_requests_in_flight() {
-        let budgets = RetryBudgets::default();
-        let requests: Vec<_> = (0..100).map(|_| budgets.request(&key())).collect();
-        let retries: Vec<_> = requests.iter().filter_map(|r| r.retry(u32::MAX)).collect();
-        assert_eq!(retries.len(), 20);
-    }
-
-    #[test]
-    fn the_pool_cap_bounds_retries_too() {
-        let budgets = RetryBudgets::default();
-        let request = budgets.request(&key());
-        let first = request.retry(1);
-        assert!(first.is_some());
-        assert!(request.retry(1).is_none());
-    }
 
     #[test]
     fn backoff_grows_to_its_cap() {

@@ -349,3 +349,34 @@ async fn a_reset_before_the_response_is_unavailable_upstream_reset() {
         1
     );
 }
+
+#[tokio::test]
+async fn requests_past_http2_max_requests_overflow() {
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+    let upstream = Upstream::start(handler(move |_| {
+        let _ = arrived_tx.send(());
+        futures_util::future::pending()
+    }))
+    .await;
+    let one_at_a_time = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+        metadata: {name: up, namespace: default}\n\
+        spec: {host: up, trafficPolicy: {connectionPool: {http: {http2MaxRequests: 1}}}}\n";
+    let proxy = Arc::new(Proxy::start(&[&upstream], one_at_a_time).await);
+    let first = tokio::spawn({
+        let proxy = proxy.clone();
+        async move { proxy.call(&[]).await }
+    });
+    arrived.recv().await.unwrap();
+    let second = proxy.call(&[]).await;
+    assert_eq!(second.headers()["grpc-status"], "14", "{second:?}");
+    assert_eq!(
+        upstream.requests(),
+        1,
+        "the overflow never reached the endpoint"
+    );
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"14\"", "response_flags=\"UO\""]),
+        1
+    );
+    first.abort();
+}
