@@ -3,7 +3,7 @@
 
 use std::{fs, net::SocketAddr, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use strait_tests::{
     greeter::{
         self,
@@ -13,7 +13,7 @@ use strait_tests::{
         },
         CallOptions, FailIn, Implementation, Method, ServeOptions,
     },
-    lab::{self, Lab},
+    lab::{self, Lab, LocalStrait},
 };
 use tonic::Code;
 
@@ -182,5 +182,64 @@ fn grpc_status_in_trailers_is_seen() -> Result<()> {
         "response_flags=\"URX\"",
     ];
     assert_eq!(lo.requests_total(&labels)?, 10);
+    Ok(())
+}
+
+/// On SIGTERM strait sends GOAWAY to every client: the call in flight finishes, the client's
+/// connection is closed by strait once it is idle, and strait exits then, long before its
+/// drain timeout. Without the GOAWAY the idle client connection would hold strait until the
+/// timeout.
+#[test]
+fn sigterm_drains_with_goaway() -> Result<()> {
+    let slow =
+        ServeOptions::new("127.0.0.1:0".parse()?, REPLICAS[0]).delayed(Duration::from_millis(1500));
+    let (_server, addr) = greeter::spawn_server(Implementation::Rust, &slow)?;
+    let config = config_dir("drain")?;
+    fs::write(
+        config.join("greeter.yaml"),
+        greeter_manifests(&[(addr.ip(), addr.port())]),
+    )?;
+    let strait = LocalStrait::start(&config, &["--drain-timeout", "60s"])?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(strait.outbound).await?;
+        let (client, mut connection) = h2::client::handshake(tcp).await?;
+        let mut ping = connection.ping_pong().context("ping")?;
+        let connection = tokio::spawn(connection);
+        let mut client = client.ready().await?;
+        let request = http::Request::post(format!("http://{AUTHORITY}{}", Method::Unary.path()))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())?;
+        let (response, mut send) = client.send_request(request, false)?;
+        send.send_data(bytes::Bytes::from_static(b"\0\0\0\0\x07\n\x05drain"), true)?;
+        // The pong comes after strait read the request's frames: the stream is strait's now.
+        ping.ping(h2::Ping::opaque()).await?;
+        strait.process.sigterm()?;
+
+        let (parts, mut body) = response.await?.into_parts();
+        assert_eq!(parts.status, 200);
+        while let Some(chunk) = body.data().await {
+            chunk?;
+        }
+        let trailers = body.trailers().await?.context("no trailers")?;
+        assert_eq!(
+            trailers["grpc-status"], "0",
+            "the call in flight finished: {trailers:?}"
+        );
+        // GOAWAY, then the close once no stream is left: the connection task ends.
+        tokio::time::timeout(Duration::from_secs(10), connection)
+            .await
+            .context("strait kept the idle client connection open")???;
+        anyhow::Ok(())
+    })?;
+    let status = strait
+        .process
+        .wait_timeout(Duration::from_secs(10))?
+        .context("strait still running 10 s after SIGTERM (drain timeout 60 s)")?;
+    assert!(status.success(), "{status}");
+    fs::remove_dir_all(&config)?;
     Ok(())
 }

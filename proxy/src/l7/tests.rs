@@ -380,3 +380,117 @@ async fn requests_past_http2_max_requests_overflow() {
     );
     first.abort();
 }
+
+/// A body that says when it is dropped: the stream it was sending on was reset or ended.
+struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(signal) = self.0.take() {
+            let _ = signal.send(());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_cancel_resets_the_upstream_stream() {
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+    let dropped_tx = Arc::new(std::sync::Mutex::new(Some(dropped_tx)));
+    let upstream = Upstream::start(handler(move |_| {
+        let guard = DropSignal(dropped_tx.lock().unwrap().take());
+        async move {
+            // One message, then nothing: a stream that only ends when someone cancels it.
+            let frames = futures_util::stream::iter([Ok::<_, BoxError>(message())]);
+            let pending = futures_util::stream::unfold(guard, |guard| async move {
+                futures_util::future::pending::<()>().await;
+                Some((Ok(message()), guard))
+            });
+            let mut response = Response::new(BoxBody::new(StreamBody::new(
+                futures_util::StreamExt::chain(frames, pending),
+            )));
+            response
+                .headers_mut()
+                .insert("content-type", "application/grpc".parse().unwrap());
+            response
+        }
+    }))
+    .await;
+    let proxy = Proxy::start(&[&upstream], "").await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::post("http://up.default:80/helloworld.Greeter/SayHello")
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\x02hi")))
+        .unwrap();
+    let mut response = sender.send_request(request).await.unwrap();
+    let first = response.body_mut().frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+    // The client cancels the call (RST_STREAM) but keeps its connection.
+    drop(response);
+    tokio::time::timeout(Duration::from_secs(5), dropped)
+        .await
+        .expect("the upstream stream was not reset")
+        .unwrap();
+    assert!(!sender.is_closed(), "only the stream was cancelled");
+    let flags = ["response_flags=\"DC\""];
+    let counted = async {
+        while proxy.count(&flags) != 1 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), counted)
+        .await
+        .expect("the cancelled call is counted as DC");
+}
+
+#[tokio::test]
+async fn an_upstream_cancel_reaches_the_client_as_cancel() {
+    // The endpoint sends a message, then cancels the stream once the client has it.
+    let (cancel_tx, cancel) = tokio::sync::oneshot::channel::<()>();
+    let cancel = Arc::new(std::sync::Mutex::new(Some(cancel)));
+    let upstream = Upstream::start(handler(move |_| {
+        let cancel = cancel.lock().unwrap().take().unwrap();
+        async move {
+            let cancelled = futures_util::stream::once(async move {
+                let _ = cancel.await;
+                Err(Box::new(h2::Error::from(h2::Reason::CANCEL)) as BoxError)
+            });
+            let frames = futures_util::StreamExt::chain(
+                futures_util::stream::iter([Ok::<_, BoxError>(message())]),
+                cancelled,
+            );
+            let mut response = Response::new(BoxBody::new(StreamBody::new(frames)));
+            response
+                .headers_mut()
+                .insert("content-type", "application/grpc".parse().unwrap());
+            response
+        }
+    }))
+    .await;
+    let proxy = Proxy::start(&[&upstream], "").await;
+    // A bare h2 client: hyper's would read RST_STREAM(CANCEL) as a clean end.
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = Request::post("http://up.default:80/helloworld.Greeter/SayHello")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(Bytes::from_static(b"\0\0\0\0\x02hi"), true)
+        .unwrap();
+    let mut body = response.await.unwrap().into_body();
+    assert!(
+        body.data().await.unwrap().is_ok(),
+        "the message before the cancel"
+    );
+    cancel_tx.send(()).unwrap();
+    let reset = body.data().await.expect("a reset, not an end").unwrap_err();
+    assert_eq!(reset.reason(), Some(h2::Reason::CANCEL), "{reset:?}");
+    assert_eq!(proxy.count(&["response_flags=\"UR\""]), 1);
+}
