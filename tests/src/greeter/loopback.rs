@@ -1,11 +1,13 @@
 //! Three greeter replicas on loopback behind strait without capture (`--no-ebpf`): requests
 //! find the Service by their `:authority`. The fixture of the L7 tests that need no lab.
 
-use std::{fs, path::PathBuf, time::Duration};
+use std::{fs, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Result;
 
-use super::{run_client, spawn_server, CallOptions, CallSummary, Implementation, ServeOptions};
+use super::{
+    run_client, spawn_server, CallOptions, CallReport, CallSummary, Implementation, ServeOptions,
+};
 use crate::{
     lab::{self, ChildProcess, LocalStrait},
     manifests,
@@ -21,6 +23,8 @@ pub const SERVICE_LABEL: &str = "destination_service=\"greeter.default.svc.clust
 pub struct Loopback {
     pub strait: LocalStrait,
     _servers: Vec<ChildProcess>,
+    /// Each replica's address, in `REPLICAS` order: for calls that bypass strait.
+    pub backends: Vec<SocketAddr>,
     pub config: PathBuf,
 }
 
@@ -49,7 +53,7 @@ impl Loopback {
             let options = serve(ServeOptions::new("127.0.0.1:0".parse()?, replica));
             let (process, addr) = spawn_server(server, &options)?;
             servers.push(process);
-            backends.push((addr.ip(), addr.port()));
+            backends.push(addr);
         }
         let config = config_dir(name)?;
         let empty = manifests::Service {
@@ -60,13 +64,15 @@ impl Loopback {
             app_protocol: None,
             target_port: &50051,
         };
-        fs::write(config.join("greeter.yaml"), greeter_manifests(&backends))?;
+        let pods: Vec<_> = backends.iter().map(|a| (a.ip(), a.port())).collect();
+        fs::write(config.join("greeter.yaml"), greeter_manifests(&pods))?;
         fs::write(config.join("empty.yaml"), empty.yaml())?;
         fs::write(config.join("policy.yaml"), manifests)?;
         let strait = LocalStrait::start(&config, &[] as &[&str])?;
         Ok(Loopback {
             strait,
             _servers: servers,
+            backends,
             config,
         })
     }
@@ -91,9 +97,24 @@ impl Loopback {
         authority: &str,
         tune: impl Fn(CallOptions) -> CallOptions,
     ) -> Result<CallSummary> {
-        let mut options = tune(CallOptions::new(self.strait.outbound));
-        options.authority = Some(authority.to_string());
-        Ok(run_client(implementation, &options, Duration::from_secs(120))?.summary)
+        Ok(self.report(implementation, Some(authority), tune)?.summary)
+    }
+
+    /// Every call a client made, through strait with `authority`, or straight to the first
+    /// replica with `None`.
+    pub fn report(
+        &self,
+        implementation: Implementation,
+        authority: Option<&str>,
+        tune: impl Fn(CallOptions) -> CallOptions,
+    ) -> Result<CallReport> {
+        let to = match authority {
+            Some(_) => self.strait.outbound,
+            None => self.backends[0],
+        };
+        let mut options = tune(CallOptions::new(to));
+        options.authority = authority.map(str::to_string);
+        run_client(implementation, &options, Duration::from_secs(120))
     }
 }
 
