@@ -32,6 +32,7 @@ type Handler =
 struct Upstream {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -39,12 +40,15 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
+        let accepted = connections.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let handler = handler.clone();
                 let counted = counted.clone();
                 tokio::spawn(async move {
@@ -60,7 +64,11 @@ impl Upstream {
                 });
             }
         });
-        Self { addr, requests }
+        Self {
+            addr,
+            requests,
+            connections,
+        }
     }
 
     /// An endpoint that refuses every stream (RST_STREAM REFUSED_STREAM), as a server does
@@ -87,7 +95,11 @@ impl Upstream {
                 });
             }
         });
-        Self { addr, requests }
+        Self {
+            addr,
+            requests,
+            connections: Arc::default(),
+        }
     }
 
     fn requests(&self) -> usize {
@@ -493,4 +505,22 @@ async fn an_upstream_cancel_reaches_the_client_as_cancel() {
     let reset = body.data().await.expect("a reset, not an end").unwrap_err();
     assert_eq!(reset.reason(), Some(h2::Reason::CANCEL), "{reset:?}");
     assert_eq!(proxy.count(&["response_flags=\"UR\""]), 1);
+}
+
+#[tokio::test]
+async fn connections_retire_after_max_requests_per_connection() {
+    let upstream = Upstream::start(handler(|_| async {
+        grpc_reply(vec![message(), status_trailers(0)], false)
+    }))
+    .await;
+    let two_per_connection = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+        metadata: {name: up, namespace: default}\n\
+        spec: {host: up, trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 2}}}}\n";
+    let proxy = Proxy::start(&[&upstream], two_per_connection).await;
+    for _ in 0..6 {
+        let (_, trailers) = finish(proxy.call(&[]).await).await;
+        assert_eq!(trailers["grpc-status"], "0");
+    }
+    assert_eq!(upstream.requests(), 6);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
 }

@@ -9,6 +9,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
+    num::NonZeroU32,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
@@ -32,6 +33,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Streams per connection before another connection is preferred.
     pub streams_per_connection: usize,
+    /// Requests a connection carries in its life (`maxRequestsPerConnection`); then it is
+    /// retired: it takes no new stream and closes once its last one ends.
+    pub requests_per_connection: Option<NonZeroU32>,
     pub connect_timeout: Duration,
 }
 
@@ -47,6 +51,7 @@ impl From<&ConnectionPool> for Limits {
             streams_per_connection: pool
                 .max_concurrent_streams
                 .map_or(DEFAULT_STREAMS_PER_CONNECTION, |n| n.get() as usize),
+            requests_per_connection: pool.max_requests_per_connection,
             connect_timeout: pool.connect_timeout,
         }
     }
@@ -58,6 +63,7 @@ impl Default for Limits {
         Self {
             max_connections: usize::MAX,
             streams_per_connection: 100,
+            requests_per_connection: None,
             connect_timeout: Duration::from_secs(10),
         }
     }
@@ -175,7 +181,10 @@ where
     ) -> Result<Option<Checkout<B>>, PoolError> {
         let mut endpoints = self.lock();
         let connections = endpoints.entry(endpoint).or_default();
-        connections.open.retain(|c| !c.sender.is_closed());
+        // Closed connections go, and so do retired ones (their streams in flight keep them).
+        connections
+            .open
+            .retain(|c| !c.sender.is_closed() && !c.is_retired(limits));
         let least_loaded = connections
             .open
             .iter()
@@ -204,6 +213,14 @@ where
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Connections<B>>> {
         self.endpoints.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<B> Connection<B> {
+    fn is_retired(&self, limits: &Limits) -> bool {
+        limits
+            .requests_per_connection
+            .is_some_and(|max| self.used.load(Ordering::Relaxed) >= max.get() as usize)
     }
 }
 
