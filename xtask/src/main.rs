@@ -3,7 +3,8 @@
 //! - `setup`: the eBPF toolchain (nightly rust-src and clippy, bpf-linker on the nightly's LLVM).
 //! - `build-ebpf`: the kernel object, left at cargo's own output path.
 //! - `test`: everything CI checks: unit and privileged end-to-end tests, clippy, rustfmt.
-//! - `lab`: a node in a box running strait with capture on; `--down` removes every lab.
+//! - `lab`: a node in a box running strait with capture on, a client calling a TCP and a gRPC
+//!   Service; `--once` checks one round and exits; `--down` removes every lab.
 //! - `bench capture`: eBPF capture against iptables REDIRECT and no proxy, in a lab.
 //! - `bench grpc`: unary gRPC through strait against Envoy, nginx and HAProxy, with h2load.
 
@@ -37,11 +38,16 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_test_args: Vec<String>,
     },
-    /// Run strait in a local lab until Ctrl-C (needs root).
+    /// Run strait in a local lab, a round of TCP and gRPC calls every 2 s, until Ctrl-C (needs
+    /// root).
     Lab {
         /// Remove every lab (also leftovers of crashed test runs) and exit.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "once")]
         down: bool,
+        /// Play one round, then tear down; exit 1 unless every call was answered and every
+        /// replica answered some of the gRPC calls over the one connection (CI's check).
+        #[arg(long)]
+        once: bool,
     },
     /// Benchmarks: markdown tables of medians for the README (`capture` needs root).
     Bench {
@@ -56,8 +62,8 @@ fn main() -> ExitCode {
         Task::BuildEbpf => ebpf::build(),
         // Verbatim from argv: clap drops a leading `--`, which `cargo test` needs.
         Task::Test { .. } => test(&env::args().skip(2).collect::<Vec<_>>()),
-        Task::Lab { down: true } => lab::down(),
-        Task::Lab { down: false } => lab::run(),
+        Task::Lab { down: true, .. } => lab::down(),
+        Task::Lab { down: false, once } => lab::run(once),
         Task::Bench { bench } => bench::run(bench),
     };
     match result {

@@ -169,7 +169,8 @@ impl Lab {
         Ok(server)
     }
 
-    /// Runs a Greeter client in `pod` to its end (at most [`lab::OUTPUT_TIMEOUT`]).
+    /// Runs a Greeter client in `pod` to its end (at most [`lab::OUTPUT_TIMEOUT`]); when it printed
+    /// no report (say, it could not connect), the error carries its stderr.
     pub fn greeter_call(
         &mut self,
         pod: &Pod,
@@ -177,7 +178,8 @@ impl Lab {
         options: &CallOptions,
     ) -> Result<CallReport> {
         let cmd = implementation.call_command(options, |program| self.pod_command(pod, program));
-        parse_report(&self.output(cmd)?)
+        let (client, stdout) = self.run_to_end(cmd)?;
+        parse_report(&stdout).with_context(|| client.stderr_report())
     }
 }
 

@@ -223,6 +223,11 @@ impl Lab {
     /// Runs `cmd` to its end (at most [`OUTPUT_TIMEOUT`]) and returns its stdout, whatever its
     /// exit status: a failed call's report is output too.
     pub fn output(&mut self, cmd: Command) -> Result<String> {
+        Ok(self.run_to_end(cmd)?.1)
+    }
+
+    /// As [`output`](Self::output), with the ended process too: its exit status and stderr.
+    pub fn run_to_end(&mut self, cmd: Command) -> Result<(ChildHandle, String)> {
         let mut child = self.spawn(cmd)?;
         if child.wait_timeout(OUTPUT_TIMEOUT)?.is_none() {
             child.stop(STOP_GRACE)?;
@@ -237,7 +242,7 @@ impl Lab {
             stdout += &line;
             stdout.push('\n');
         }
-        Ok(stdout)
+        Ok((child, stdout))
     }
 
     /// Starts `cmd` and tracks it: the lab stops it (SIGTERM, then SIGKILL) when dropped.
