@@ -84,21 +84,13 @@ const VIRTUAL_SERVICE: &[Rule] = &[
     ("spec.http[].match[].sourceNamespace", Unsupported),
     ("spec.http[].match[].gateways", Unsupported),
     ("spec.http[].match[].statPrefix", Unsupported),
-    ("spec.http[].route[].headers", Unsupported),
     ("spec.http[].redirect", Unsupported),
     ("spec.http[].directResponse", Unsupported),
     ("spec.http[].delegate", Unsupported),
-    ("spec.http[].rewrite", Unsupported),
-    ("spec.http[].mirror", Unsupported),
-    ("spec.http[].mirrors", Unsupported),
-    ("spec.http[].mirrorPercentage", Unsupported),
-    ("spec.http[].mirrorPercent", Unsupported),
     ("spec.http[].corsPolicy", Unsupported),
-    ("spec.http[].headers", Unsupported),
     ("spec.http[].retries.retryRemoteLocalities", Unsupported),
     ("spec.http[].retries.retryIgnorePreviousHosts", Unsupported),
     ("spec.http[].retries.backoff", Unsupported),
-    ("spec.http[].fault.delay.percent", Unsupported),
     ("spec.http[].fault.delay.exponentialDelay", Unsupported),
     ("spec.http[].fault.abort.http2Error", Unsupported),
 ];
@@ -267,11 +259,11 @@ mod tests {
             warnings::<resources::Pod>(Kind::Pod, pod),
             ["spec.containers[0].ports[0].nmae: unknown field; ignored"]
         );
-        let vs = "metadata: {name: v}\nspec: {hosts: [a], http: [{mirror: {host: b}, route: []}], tcp: []}";
+        let vs = "metadata: {name: v}\nspec: {hosts: [a], http: [{redirect: {uri: /b}, mirror: {host: b}, route: []}], tcp: []}";
         assert_eq!(
             warnings::<resources::VirtualService>(Kind::VirtualService, vs),
             [
-                "spec.http[0].mirror: not supported by strait; ignored",
+                "spec.http[0].redirect: not supported by strait; ignored",
                 "spec.tcp: not supported by strait; ignored"
             ]
         );

@@ -50,11 +50,12 @@ pub use self::{
     hosts::{canonical_host, fqdn, ServiceName, CLUSTER_DOMAIN},
     kinds::Kind,
     load::{load, load_str, LoadError, Loaded},
-    model::{Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
+    model::{Backend, Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
     policy::{ConnectionPool, H2UpgradePolicy, OutlierDetection, TrafficPolicy},
     route::{
-        GrpcCodes, HttpRoute, RequestHead, RequestMatch, RetryOn, RetryPolicy, RouteOrigin,
-        TryOutcome,
+        Abort, AbortStatus, Delay, Destinations, Fault, GrpcCodes, HeaderChange, HeaderChanges,
+        HttpRoute, Mirror, PathRewrite, Percentage, RequestHead, RequestMatch, RetryOn,
+        RetryPolicy, RouteDestination, RouteOrigin, Target, TryOutcome, Unresolved,
     },
     watch::{watch, ConfigWatch, ReloadStats, WatchError, DEBOUNCE},
 };

@@ -12,20 +12,41 @@
 //! when none is, the request has no route (Envoy's NR). A route's `timeout` applies to the
 //! whole request, retries included; none is the default (Istio turns off Envoy's 15 s).
 //!
-//! Route destinations, fault injection, header changes, mirrors and rewrites are not read yet;
-//! the loader reports the fields it does not read.
+//! A route also says where its requests go ([`destination`]: weighted destinations resolved to
+//! [`Backend`]s, and mirrors), what it injects ([`fault`]), and what it changes on the way
+//! ([`headers`], [`rewrite`]). The loader reports the fields it does not read.
 
+mod destination;
+mod fault;
+mod headers;
 mod matching;
+mod percentage;
 mod retry;
+mod rewrite;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-pub(crate) use self::{matching::UnusableKey, retry::Skipped};
-pub use self::{
-    matching::{HeaderCondition, HeaderKey, RequestHead, RequestMatch},
-    retry::{GrpcCodes, RetryOn, RetryPolicy, TryOutcome},
+pub(crate) use self::{
+    destination::Resolve,
+    headers::{
+        authority_settings, unusable as unusable_header_changes, with_percent_signs, Unusable,
+    },
+    matching::UnusableKey,
+    retry::Skipped,
 };
-use super::resources::{self, RouteTimeout, VirtualService};
+pub use self::{
+    destination::{Destinations, Mirror, RouteDestination, Target, Unresolved},
+    fault::{Abort, AbortStatus, Delay, Fault},
+    headers::{HeaderChange, HeaderChanges},
+    matching::{HeaderCondition, HeaderKey, RequestHead, RequestMatch},
+    percentage::Percentage,
+    retry::{GrpcCodes, RetryOn, RetryPolicy, TryOutcome},
+    rewrite::PathRewrite,
+};
+use super::{
+    model::Backend,
+    resources::{self, RouteTimeout, VirtualService},
+};
 
 /// One route of a Service port.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +63,12 @@ pub struct HttpRoute {
     /// For the whole request, retries included; `None`: no timeout.
     pub timeout: Option<Duration>,
     pub retries: RetryPolicy,
+    /// Where requests go: [`Destinations::pick`] chooses one per request.
+    pub destinations: Destinations,
+    pub fault: Fault,
+    /// See [`HttpRoute::rewritten_path`].
+    pub rewrite: Option<PathRewrite>,
+    pub mirrors: Vec<Mirror>,
 }
 
 /// Where a route comes from.
@@ -58,8 +85,9 @@ pub enum RouteOrigin {
 }
 
 impl HttpRoute {
-    /// Istio's route for a Service port no VirtualService routes.
-    pub fn istio_default() -> Self {
+    /// Istio's route for a Service port no VirtualService routes: every request to `backend`,
+    /// the port's own.
+    pub fn istio_default(backend: Arc<Backend>) -> Self {
         Self {
             name: None,
             origin: RouteOrigin::Default,
@@ -67,6 +95,10 @@ impl HttpRoute {
             matches: Vec::new(),
             timeout: None,
             retries: RetryPolicy::istio_default(),
+            destinations: Destinations::one(RouteDestination::only(Target::Backend(backend))),
+            fault: Fault::default(),
+            rewrite: None,
+            mirrors: Vec::new(),
         }
     }
 
@@ -76,6 +108,22 @@ impl HttpRoute {
         self.matches.is_empty() || self.matches.iter().any(|m| m.matches(&request, port))
     }
 
+    /// The path and query a request for Service port `port` that took this route goes upstream
+    /// with, when the route rewrites it; `None`: its own.
+    pub fn rewritten_path<'r>(
+        &self,
+        request: impl Into<RequestHead<'r>>,
+        port: u16,
+    ) -> Option<String> {
+        let rewrite = self.rewrite.as_ref()?;
+        let request = request.into();
+        let matched = self.matches.iter().find(|m| m.matches(&request, port));
+        Some(rewrite.apply(
+            request.path_and_query(),
+            matched.and_then(|m| m.uri.as_ref()),
+        ))
+    }
+
     /// `spec.http[index]` of `service` as a route of Service port `port`; `None` when none of
     /// its matches can apply there.
     fn for_port(
@@ -83,6 +131,7 @@ impl HttpRoute {
         index: usize,
         spec: &resources::HttpRoute,
         port: u16,
+        resolve: &impl Resolve,
     ) -> Option<Self> {
         let matches: Vec<RequestMatch> = spec
             .matches
@@ -109,31 +158,41 @@ impl HttpRoute {
             matches,
             timeout: spec.timeout.and_then(RouteTimeout::get),
             retries: RetryPolicy::from_spec(spec.retries.as_ref()),
+            destinations: Destinations::from_spec(spec, &meta.namespace, port, resolve),
+            fault: Fault::from_spec(spec.fault.as_ref()),
+            rewrite: PathRewrite::from_spec(spec.rewrite.as_ref()),
+            mirrors: Mirror::all_of(spec, &meta.namespace, port, resolve),
         })
     }
 }
 
-/// The routes of Service port `port` given the VirtualServices bound to its Service in the
-/// mesh, first first.
+/// The routes of Service port `port`, whose own backend is `backend`, given the
+/// VirtualServices bound to its Service in the mesh, first first.
 pub(crate) fn routes_for_port<'v>(
     services: impl IntoIterator<Item = &'v VirtualService>,
     port: u16,
+    backend: &Arc<Backend>,
+    resolve: &impl Resolve,
 ) -> Vec<HttpRoute> {
     services
         .into_iter()
-        .map(|service| virtual_service_routes(service, port))
+        .map(|service| virtual_service_routes(service, port, resolve))
         .find(|routes| !routes.is_empty())
-        .unwrap_or_else(|| vec![HttpRoute::istio_default()])
+        .unwrap_or_else(|| vec![HttpRoute::istio_default(backend.clone())])
 }
 
 /// One VirtualService's routes for Service port `port`, in order.
-fn virtual_service_routes(service: &VirtualService, port: u16) -> Vec<HttpRoute> {
+fn virtual_service_routes(
+    service: &VirtualService,
+    port: u16,
+    resolve: &impl Resolve,
+) -> Vec<HttpRoute> {
     service
         .spec
         .http
         .iter()
         .enumerate()
-        .filter_map(|(index, spec)| HttpRoute::for_port(service, index, spec, port))
+        .filter_map(|(index, spec)| HttpRoute::for_port(service, index, spec, port, resolve))
         .collect()
 }
 

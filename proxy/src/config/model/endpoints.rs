@@ -13,7 +13,7 @@ pub(crate) enum Workload<'a> {
 }
 
 impl<'a> Workload<'a> {
-    fn labels(self) -> &'a Labels {
+    pub fn labels(self) -> &'a Labels {
         match self {
             Self::Pod(pod) => &pod.metadata.labels,
             Self::Entry(entry) => &entry.spec.labels,

@@ -1,18 +1,21 @@
 //! The resolved model the proxy serves: Services with their ports, each port classified and with
-//! its endpoints, traffic policy and HTTP routes. Built once per accepted load, never changed
-//! after (share it in an `Arc`).
+//! its endpoints, traffic policy, subsets ([`Backend`]s) and HTTP routes. Built once per
+//! accepted load, never changed after (share it in an `Arc`).
 
+mod backends;
 mod endpoints;
 
 use std::{
     collections::{BTreeMap, HashMap},
     net::{IpAddr, SocketAddr},
+    sync::Arc,
 };
 
-pub use self::endpoints::EndpointSource;
+use self::backends::{PortBackends, Serving};
 pub(crate) use self::endpoints::{selected, Workload};
+pub use self::{backends::Backend, endpoints::EndpointSource};
 use super::{
-    bindings::{Binding, Bindings},
+    bindings::Bindings,
     hosts::{self, split_authority, Host, ServiceName},
     policy::TrafficPolicy,
     resources::{self, PortProtocol, Resources, TargetPort},
@@ -38,10 +41,11 @@ pub struct ServicePort {
     pub classification: Classification,
     /// Sorted, so two loads of the same files give the same order.
     pub endpoints: Vec<Endpoint>,
-    /// From the DestinationRule for the Service, for this port.
-    pub traffic_policy: TrafficPolicy,
-    /// For each subset the DestinationRule defines: the host's policy under the subset's own.
-    pub subset_policies: BTreeMap<String, TrafficPolicy>,
+    /// Every endpoint, under the DestinationRule's traffic policy for this port.
+    pub backend: Arc<Backend>,
+    /// Each subset the DestinationRules for the Service define, by name: its endpoints, under
+    /// the host's policy under the subset's own.
+    pub subsets: BTreeMap<String, Arc<Backend>>,
     /// In order, never empty: the first a request matches is its route (see
     /// [`route`](super::route)).
     pub routes: Vec<HttpRoute>,
@@ -68,11 +72,15 @@ impl Service {
             .filter(|port| port.protocol == PortProtocol::Tcp)
     }
 
-    fn build(service: &resources::Service, resources: &Resources, config: &PortConfig<'_>) -> Self {
+    /// The Service with its ports' routes left empty: they may name any Service, so the model
+    /// resolves them once every Service is built.
+    fn build(service: &resources::Service, resources: &Resources, rules: &Merged<'_>) -> Self {
         let workloads = selected(service, resources);
-        Self {
+        let name = ServiceName {
             name: service.metadata.name.clone(),
             namespace: service.metadata.namespace.clone(),
+        };
+        Self {
             cluster_ips: service
                 .spec
                 .cluster_ips()
@@ -83,49 +91,35 @@ impl Service {
                 .spec
                 .ports
                 .iter()
-                .map(|port| build_port(port, &workloads, config))
+                .map(|port| build_port(&name, port, &workloads, rules))
                 .collect(),
+            name: name.name,
+            namespace: name.namespace,
         }
     }
 }
 
-/// What configures a Service's ports besides the Service itself.
-struct PortConfig<'a> {
-    rules: Merged<'a>,
-    /// The VirtualServices bound to the Service in the mesh, first first.
-    virtual_services: &'a [Binding<'a>],
-}
-
 fn build_port(
+    service: &ServiceName,
     port: &resources::ServicePort,
     workloads: &[Workload<'_>],
-    config: &PortConfig<'_>,
+    rules: &Merged<'_>,
 ) -> ServicePort {
-    let rules = &config.rules;
-    let mut endpoints: Vec<Endpoint> = workloads
+    let number = port.port.get();
+    let serving: Vec<(Endpoint, Serving<'_>)> = workloads
         .iter()
         .filter_map(|workload| {
             let addr = SocketAddr::new(workload.ip()?, workload.target_port(port)?.get());
-            Some(Endpoint {
+            let endpoint = Endpoint {
                 addr,
                 source: workload.source(),
-            })
+            };
+            Some((endpoint, (addr, workload.labels())))
         })
         .collect();
+    let (mut endpoints, serving): (Vec<Endpoint>, Vec<Serving<'_>>) = serving.into_iter().unzip();
     endpoints.sort();
-    let number = port.port.get();
-    let subset_policies = rules
-        .subsets
-        .iter()
-        .map(|subset| {
-            let policy = TrafficPolicy::resolve(
-                rules.traffic_policy,
-                subset.traffic_policy.as_ref(),
-                number,
-            );
-            (subset.name.clone(), policy)
-        })
-        .collect();
+    let backends = PortBackends::new(service, number, &serving, rules);
     ServicePort {
         port: number,
         name: port.name.clone(),
@@ -136,15 +130,9 @@ fn build_port(
             .unwrap_or(TargetPort::Number(port.port)),
         classification: classify(port.app_protocol.as_deref(), port.name.as_deref()),
         endpoints,
-        traffic_policy: TrafficPolicy::resolve(rules.traffic_policy, None, number),
-        subset_policies,
-        routes: route::routes_for_port(
-            config
-                .virtual_services
-                .iter()
-                .map(|binding| binding.virtual_service.resource),
-            number,
-        ),
+        backend: backends.whole,
+        subsets: backends.subsets,
+        routes: Vec::new(),
     }
 }
 
@@ -185,6 +173,11 @@ impl<'a> ServicePortRef<'a> {
     pub fn routes(&self) -> &'a [HttpRoute] {
         &self.port.routes
     }
+
+    /// Every endpoint of the port with its traffic policy: where Istio's default route goes.
+    pub fn backend(&self) -> &'a Arc<Backend> {
+        &self.port.backend
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,17 +202,13 @@ impl Model {
     /// the first in load order keeps it.
     pub fn from_resources(resources: &Resources) -> Self {
         let rules = DestinationRules::new(resources);
-        let bindings = Bindings::new(resources);
         let mut services: Vec<Service> = resources
             .of::<resources::Service>()
             .map(|service| {
                 let meta = &service.resource.metadata;
                 let fqdn = hosts::fqdn(&meta.name, &meta.namespace);
-                let config = PortConfig {
-                    rules: Merged::of(rules.for_service(&fqdn)),
-                    virtual_services: bindings.for_mesh_service(&fqdn),
-                };
-                Service::build(service.resource, resources, &config)
+                let rules = Merged::of(rules.for_service(&fqdn));
+                Service::build(service.resource, resources, &rules)
             })
             .collect();
         // Stable: among duplicates the first in load order comes first, and dedup keeps it.
@@ -251,7 +240,36 @@ impl Model {
                 }
             }
         }
+        model.add_routes(&Bindings::new(resources));
         model
+    }
+
+    /// Each port's routes, from the VirtualServices bound to its Service in the mesh.
+    fn add_routes(&mut self, bindings: &Bindings<'_>) {
+        let routes: Vec<Vec<Vec<HttpRoute>>> = self
+            .services
+            .iter()
+            .map(|service| {
+                let virtual_services = bindings.for_mesh_service(&service.fqdn());
+                service
+                    .ports
+                    .iter()
+                    .map(|port| {
+                        let bound = virtual_services
+                            .iter()
+                            .map(|binding| binding.virtual_service.resource);
+                        route::routes_for_port(bound, port.port, &port.backend, self)
+                    })
+                    .collect()
+            })
+            .collect();
+        let ports = self
+            .services
+            .iter_mut()
+            .flat_map(|service| &mut service.ports);
+        for (port, routes) in ports.zip(routes.into_iter().flatten()) {
+            port.routes = routes;
+        }
     }
 
     /// Services by namespace, then name.
@@ -302,7 +320,7 @@ impl Model {
     /// The traffic policy in effect for a Service port: its DestinationRule's, with Istio's
     /// defaults for what it does not set.
     pub fn traffic_policy<'a>(&self, service: &ServicePortRef<'a>) -> &'a TrafficPolicy {
-        &service.port.traffic_policy
+        &service.port.backend.traffic_policy
     }
 
     /// The policy for a subset of a Service port; `None` when no DestinationRule defines it.
@@ -311,7 +329,8 @@ impl Model {
         service: &ServicePortRef<'a>,
         subset: &str,
     ) -> Option<&'a TrafficPolicy> {
-        service.port.subset_policies.get(subset)
+        let backend = service.port.subsets.get(subset)?;
+        Some(&backend.traffic_policy)
     }
 
     /// The route a request for a Service port takes: the first of the port's routes it

@@ -1,15 +1,15 @@
 //! Istio `networking.istio.io` kinds. WorkloadEntry and DestinationRule traffic policies are
-//! used now (the policy itself is [`TrafficPolicy`]), and so are a VirtualService's HTTP route
-//! matches, timeouts and retries (see [`crate::config::route`]). Route destinations, fault
-//! injection and Gateways are decoded and cross-checked, and a later issue gives them
-//! behaviour; fault durations stay strings until then.
+//! used (the policy itself is [`TrafficPolicy`]), and so are a VirtualService's HTTP routes:
+//! matches, destinations, timeouts, retries, faults, header changes, rewrites and mirrors (see
+//! [`crate::config::route`]). Gateways are decoded and cross-checked; a later issue serves them.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::Deserialize;
 
 use super::{
-    IstioDuration, Labels, MatchRegex, ObjectMeta, PortNumber, RouteTimeout, TrafficPolicy,
+    GrpcStatus, HttpStatus, IntPercent, IstioDuration, Labels, MatchRegex, ObjectMeta, Percent,
+    PortNumber, RewriteRegex, RouteTimeout, TrafficPolicy,
 };
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -56,6 +56,7 @@ pub struct VirtualServiceSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HttpRoute {
     pub name: Option<String>,
     #[serde(default, rename = "match")]
@@ -65,6 +66,14 @@ pub struct HttpRoute {
     pub timeout: Option<RouteTimeout>,
     pub retries: Option<Retries>,
     pub fault: Option<Fault>,
+    pub headers: Option<Headers>,
+    pub rewrite: Option<Rewrite>,
+    pub mirror: Option<Destination>,
+    pub mirror_percentage: Option<Percent>,
+    /// Deprecated by Istio for `mirrorPercentage`, which wins when both are set.
+    pub mirror_percent: Option<IntPercent>,
+    #[serde(default)]
+    pub mirrors: Vec<MirrorPolicy>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -153,6 +162,7 @@ impl TryFrom<StringMatchFields> for HeaderMatch {
 pub struct RouteDestination {
     pub destination: Destination,
     pub weight: Option<u32>,
+    pub headers: Option<Headers>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -187,21 +197,95 @@ pub struct Fault {
 #[serde(rename_all = "camelCase")]
 pub struct FaultDelay {
     pub percentage: Option<Percent>,
-    pub fixed_delay: Option<String>,
+    /// Deprecated by Istio for `percentage`, which wins when both are set.
+    pub percent: Option<IntPercent>,
+    pub fixed_delay: Option<IstioDuration>,
+}
+
+/// A fault's `abort`: at most one of `httpStatus` and `grpcStatus` (a oneof in Istio's API).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "FaultAbortFields")]
+pub struct FaultAbort {
+    pub percentage: Option<Percent>,
+    /// `None`: neither is set, and the abort does nothing (Istio warns, and drops it too).
+    pub status: Option<AbortStatus>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortStatus {
+    Http(HttpStatus),
+    Grpc(GrpcStatus),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FaultAbortFields {
+    percentage: Option<Percent>,
+    http_status: Option<HttpStatus>,
+    grpc_status: Option<GrpcStatus>,
+}
+
+impl TryFrom<FaultAbortFields> for FaultAbort {
+    type Error = &'static str;
+
+    fn try_from(fields: FaultAbortFields) -> Result<Self, Self::Error> {
+        let status = match (fields.http_status, fields.grpc_status) {
+            (Some(_), Some(_)) => return Err("set at most one of httpStatus and grpcStatus"),
+            (http, grpc) => http.map(AbortStatus::Http).or(grpc.map(AbortStatus::Grpc)),
+        };
+        Ok(Self {
+            percentage: fields.percentage,
+            status,
+        })
+    }
+}
+
+/// Header changes, for a route or for one of its destinations.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Headers {
+    #[serde(default)]
+    pub request: HeaderOperations,
+    #[serde(default)]
+    pub response: HeaderOperations,
+}
+
+/// By name as written: what a name can be is [`crate::config::route::HeaderChanges`]'.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct HeaderOperations {
+    /// Replaces the header's values. Sorted by name, the order Istio gives Envoy.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Adds a value beside the header's others.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FaultAbort {
-    pub percentage: Option<Percent>,
-    pub http_status: Option<u16>,
-    /// A gRPC status name such as `UNAVAILABLE`.
-    pub grpc_status: Option<String>,
+pub struct Rewrite {
+    /// Replaces the matched prefix; empty is absent, as in Istio's proto.
+    pub uri: Option<String>,
+    pub uri_regex_rewrite: Option<RegexRewrite>,
+    /// Empty is absent, as in Istio's proto.
+    pub authority: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
-pub struct Percent {
-    pub value: f64,
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct RegexRewrite {
+    #[serde(rename = "match")]
+    pub pattern: RewriteRegex,
+    /// With `\1`-style references to the pattern's groups, as Envoy writes them.
+    pub rewrite: String,
+}
+
+/// One of `mirrors`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct MirrorPolicy {
+    pub destination: Destination,
+    /// Absent: every request.
+    pub percentage: Option<Percent>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

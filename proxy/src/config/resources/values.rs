@@ -346,6 +346,152 @@ impl<'de> Deserialize<'de> for IntPercent {
     }
 }
 
+/// Istio's `Percent` message (`{value: 12.5}`): 0 to 100, fractions allowed. An absent
+/// `value` is 0, as in Istio's proto.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Deserialize)]
+#[serde(try_from = "PercentFields")]
+pub struct Percent(f64);
+
+impl Percent {
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+#[derive(Deserialize)]
+struct PercentFields {
+    #[serde(default)]
+    value: f64,
+}
+
+impl TryFrom<PercentFields> for Percent {
+    type Error = String;
+
+    fn try_from(fields: PercentFields) -> Result<Self, Self::Error> {
+        let value = fields.value;
+        // The range check is false for NaN too.
+        if (0.0..=100.0).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err(format!("value {value} is not a percentage from 0 to 100"))
+        }
+    }
+}
+
+/// A fault abort's `httpStatus`: 200 to 599, as Istio's validation requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HttpStatus(http::StatusCode);
+
+impl HttpStatus {
+    pub fn get(self) -> http::StatusCode {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = i64::deserialize(deserializer)?;
+        u16::try_from(value)
+            .ok()
+            .filter(|code| (200..600).contains(code))
+            .and_then(|code| http::StatusCode::from_u16(code).ok())
+            .map(Self)
+            .ok_or_else(|| {
+                de::Error::invalid_value(
+                    Unexpected::Signed(value),
+                    &"an HTTP status from 200 to 599",
+                )
+            })
+    }
+}
+
+/// A gRPC status by its name in gRPC's `statuscodes.md` (`UNAVAILABLE`, `NOT_FOUND`...), as a
+/// fault abort's `grpcStatus` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GrpcStatus(u16);
+
+impl GrpcStatus {
+    /// Every status gRPC defines, by code: the names Istio accepts.
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        let code = Self::NAMES.iter().position(|&known| known == name)?;
+        u16::try_from(code).ok().map(Self)
+    }
+
+    /// The status code, as sent in `grpc-status`.
+    pub fn code(self) -> u16 {
+        self.0
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[usize::from(self.0)]
+    }
+}
+
+impl<'de> Deserialize<'de> for GrpcStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::from_name(&text).ok_or_else(|| {
+            de::Error::invalid_value(
+                Unexpected::Str(&text),
+                &"a gRPC status name such as UNAVAILABLE or NOT_FOUND, in capitals",
+            )
+        })
+    }
+}
+
+/// A `uriRegexRewrite.match`: RE2 syntax, found anywhere in the path (not anchored, unlike
+/// [`MatchRegex`]), as Envoy's `regex_rewrite` reads it.
+#[derive(Clone, Debug)]
+pub struct RewriteRegex(regex::Regex);
+
+impl RewriteRegex {
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        if pattern.is_empty() {
+            return Err("a regex must not be empty".to_owned());
+        }
+        regex::Regex::new(pattern)
+            .map(Self)
+            .map_err(|err| format!("{pattern:?} is not a valid RE2 regex: {}", last_line(&err)))
+    }
+
+    pub fn get(&self) -> &regex::Regex {
+        &self.0
+    }
+}
+
+impl PartialEq for RewriteRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for RewriteRegex {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::new(&text).map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

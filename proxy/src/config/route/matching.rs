@@ -158,7 +158,7 @@ impl RequestHead<'_> {
         uri.matches(value.as_bytes())
     }
 
-    fn path_and_query(&self) -> &str {
+    pub(super) fn path_and_query(&self) -> &str {
         self.uri
             .path_and_query()
             .map_or_else(|| self.uri.path(), |path| path.as_str())

@@ -39,6 +39,14 @@ fn routes(model: &Model, port: u16) -> Vec<HttpRoute> {
     port.routes().to_vec()
 }
 
+/// Istio's default route for port `port` of web.shop: every request to the whole port.
+fn istio_default(model: &Model, port: u16) -> HttpRoute {
+    let port = model
+        .service_port_by_authority(&format!("web.shop:{port}"), None)
+        .unwrap();
+    HttpRoute::istio_default(port.backend().clone())
+}
+
 /// A gRPC call of `method` (`/package.Service/Method`) on `web.shop:9090`.
 fn call(method: &str) -> http::request::Builder {
     Request::post(format!("http://web.shop:9090{method}"))
@@ -63,9 +71,9 @@ fn say_hello() -> Request<()> {
 fn a_service_without_a_virtual_service_gets_istios_default_route() {
     let model = model(WEB);
     for port in [9090, 8080] {
-        assert_eq!(routes(&model, port), [HttpRoute::istio_default()]);
+        assert_eq!(routes(&model, port), [istio_default(&model, port)]);
     }
-    let route = HttpRoute::istio_default();
+    let route = istio_default(&model, 9090);
     assert_eq!(
         (route.route_name.as_str(), route.timeout, &route.origin),
         ("default", None, &RouteOrigin::Default)
@@ -294,7 +302,7 @@ fn a_port_a_virtual_service_has_no_routes_for_takes_the_next_then_the_default() 
     assert_eq!(routes(&model, 8080)[0].route_name, "shop/second.http[0]");
 
     let model = self::model(&(WEB.to_owned() + &first));
-    assert_eq!(routes(&model, 8080), [HttpRoute::istio_default()]);
+    assert_eq!(routes(&model, 8080), [istio_default(&model, 8080)]);
 }
 
 #[test]
@@ -517,14 +525,16 @@ fn bad_regexes_and_header_names_drop_the_virtual_service() {
     let (problems, routes) = vs("{uri: {regex: '/a(b'}}");
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert!(problems[0].starts_with("error: r.yaml#2 VirtualService/shop/web: spec.http[0].match[0].uri.regex: \"/a(b\" is not a valid RE2 regex: unclosed group"), "{}", problems[0]);
-    assert_eq!(routes, [HttpRoute::istio_default()]);
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].origin, RouteOrigin::Default);
 
     let (problems, routes) = vs("{headers: {'x user': {exact: a}}}");
     assert_eq!(
         problems,
         ["error: r.yaml#2 VirtualService/shop/web: spec.http[0].match[0].headers.x user: not a valid HTTP header name; the document is ignored"]
     );
-    assert_eq!(routes, [HttpRoute::istio_default()]);
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].origin, RouteOrigin::Default);
 
     let (problems, _) = vs("{uri: {exact: /a, prefix: /b}}");
     assert!(
@@ -586,8 +596,9 @@ fn the_seed_manifests_routes() {
         "default/server-fault.http[0]"
     );
     // grpc-ingress is bound to a gateway only; http2-service has no VirtualService.
+    let http2 = port("http2-service.default");
     assert_eq!(
-        port("http2-service.default").routes(),
-        [HttpRoute::istio_default()]
+        http2.routes(),
+        [HttpRoute::istio_default(http2.backend().clone())]
     );
 }

@@ -102,11 +102,11 @@ fn destinations_subsets_and_ports() {
         + &virtual_service(
             "routes",
             "{hosts: [web], http: [{route: [\
-               {destination: {host: web.default.svc.cluster.local, subset: v1}},\
-               {destination: {host: web, subset: v2}},\
-               {destination: {host: web.default, port: {number: 81}}},\
-               {destination: {host: api, subset: v1}},\
-               {destination: {host: server, subset: v1}}]}]}",
+               {destination: {host: web.default.svc.cluster.local, subset: v1}, weight: 20},\
+               {destination: {host: web, subset: v2}, weight: 20},\
+               {destination: {host: web.default, port: {number: 81}}, weight: 20},\
+               {destination: {host: api, subset: v1}, weight: 20},\
+               {destination: {host: server, subset: v1}, weight: 20}]}]}",
         );
     let problems = problems(&(yaml + &service("server", "{ports: [{port: 80}]}")));
     let prefix = "warning: v.yaml#3 VirtualService/default/routes: spec.http[0]";
