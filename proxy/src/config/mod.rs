@@ -11,13 +11,16 @@
 //! FIELD: message`.
 //! - An error drops its document, and only it (Kubernetes or Istio would refuse it): not YAML,
 //!   no apiVersion or kind, an apiVersion that does not serve the kind, a field of the wrong
-//!   type or out of range (a bad duration or regex), a duplicate resource or cluster IP,
-//!   conflicting ports, a header name that is not one.
+//!   type or out of range (a bad duration, regex, percentage, status or gRPC status name), a
+//!   duplicate resource or cluster IP, conflicting ports, a header name that is not one, route
+//!   weights that are all 0, an empty fault, a header change or rewrite Istio refuses.
 //! - A warning drops nothing: a field strait does not read (a typo, or Istio API strait does not
 //!   implement; standard Kubernetes fields with no bearing on routing pass silently), a kind
-//!   strait does not read, a route to a host no Service has, two VirtualServices for one host,
-//!   and what Istio's validation refuses but has one plain reading (a route timeout of 0s,
-//!   retry settings beside `attempts: 0`, a `retryOn` token that is no condition).
+//!   strait does not read, a route or mirror to a host, port or subset that does not exist, two
+//!   VirtualServices for one host, weights that do not add up to 100, a fault that injects
+//!   nothing (no percentage, status or delay), and what Istio's validation refuses but has one
+//!   plain reading (a route timeout of 0s, retry settings beside `attempts: 0`, a `retryOn`
+//!   token that is no condition).
 //!
 //! Loading policy, the same at start and on reload except for one rule: a reload is rejected,
 //! and the last good model kept, when a path cannot be read or a document cannot be decoded

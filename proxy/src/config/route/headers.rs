@@ -69,36 +69,45 @@ impl DestinationHeaders {
     pub fn new(route: Option<&Headers>, destination: Option<&Headers>, weighted: bool) -> Self {
         let route = Level::of(route);
         let destination = Level::of(destination);
-        let (first, second) = match weighted {
-            true => (&destination, &route),
-            false => (&route, &destination),
+        let (request, response) = if weighted {
+            (
+                one_after_the_other(&destination.request, &route.request),
+                one_after_the_other(&destination.response, &route.response),
+            )
+        } else {
+            (
+                in_one_list(&route.request, &destination.request),
+                in_one_list(&route.response, &destination.response),
+            )
         };
         Self {
-            request: combine(&first.request, &second.request, weighted),
-            response: combine(&first.response, &second.response, weighted),
+            request,
+            response,
             authority: route.authority.or(destination.authority),
         }
     }
 }
 
-/// Two levels' changes in Envoy's order: in one list (removes, then writes) or one list after
-/// the other.
-fn combine(first: &Changes, second: &Changes, separate_lists: bool) -> HeaderChanges {
-    let changes = match separate_lists {
-        true => [
-            &first.removes,
-            &first.writes,
-            &second.removes,
-            &second.writes,
-        ],
-        false => [
-            &first.removes,
-            &second.removes,
-            &first.writes,
-            &second.writes,
-        ],
-    };
-    HeaderChanges(changes.into_iter().flatten().cloned().collect())
+/// Two levels' changes as Envoy applies them from one list: removes, then writes.
+fn in_one_list(first: &Changes, second: &Changes) -> HeaderChanges {
+    let lists = [
+        &first.removes,
+        &second.removes,
+        &first.writes,
+        &second.writes,
+    ];
+    HeaderChanges(lists.into_iter().flatten().cloned().collect())
+}
+
+/// Two levels' changes as Envoy applies two lists, the first first.
+fn one_after_the_other(first: &Changes, second: &Changes) -> HeaderChanges {
+    let lists = [
+        &first.removes,
+        &first.writes,
+        &second.removes,
+        &second.writes,
+    ];
+    HeaderChanges(lists.into_iter().flatten().cloned().collect())
 }
 
 /// One level's `headers`, read.
@@ -133,20 +142,17 @@ impl Level {
 }
 
 impl Changes {
-    /// The changes, and the authority they set.
+    /// The changes, and the authority they set (`set` over `add`).
     fn of(ops: &HeaderOperations, side: Side) -> (Self, Option<HeaderValue>) {
         let mut changes = Self::default();
-        let mut set_authority = None;
-        let mut added_authority = None;
-        for (kind, name, value) in operations(ops) {
-            let Ok(op) = Op::parse(kind, name, value, side) else {
-                continue;
-            };
-            match op {
-                Op::Authority(value) if kind == Kind::Set => set_authority = Some(value),
-                Op::Authority(value) => added_authority = Some(value),
-                Op::Change(change @ HeaderChange::Remove(_)) => changes.removes.push(change),
-                Op::Change(change) => changes.writes.push(change),
+        let (mut set_authority, mut added_authority) = (None, None);
+        for (name, operation) in operations(ops) {
+            match Op::parse(name, operation, side) {
+                Ok(Op::Authority(value)) if operation.is_set() => set_authority = Some(value),
+                Ok(Op::Authority(value)) => added_authority = Some(value),
+                Ok(Op::Change(change @ HeaderChange::Remove(_))) => changes.removes.push(change),
+                Ok(Op::Change(change)) => changes.writes.push(change),
+                Err(_) => {}
             }
         }
         (changes, set_authority.or(added_authority))
@@ -159,35 +165,50 @@ enum Side {
     Response,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Set,
-    Add,
-    Remove,
-}
-
-impl Kind {
+impl Side {
     fn as_str(self) -> &'static str {
         match self {
-            Self::Set => "set",
-            Self::Add => "add",
-            Self::Remove => "remove",
+            Self::Request => "request",
+            Self::Response => "response",
         }
     }
 }
 
-/// Every operation as written: sets (by name), adds (by name), removes (in order); a remove has
-/// no value.
-fn operations(ops: &HeaderOperations) -> impl Iterator<Item = (Kind, &str, Option<&str>)> {
-    let sets = ops
-        .set
-        .iter()
-        .map(|(n, v)| (Kind::Set, n.as_str(), Some(v.as_str())));
-    let adds = ops
-        .add
-        .iter()
-        .map(|(n, v)| (Kind::Add, n.as_str(), Some(v.as_str())));
-    let removes = ops.remove.iter().map(|n| (Kind::Remove, n.as_str(), None));
+/// One operation as written, with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation<'a> {
+    Set(&'a str),
+    Add(&'a str),
+    Remove,
+}
+
+impl<'a> Operation<'a> {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Set(_) => "set",
+            Self::Add(_) => "add",
+            Self::Remove => "remove",
+        }
+    }
+
+    fn value(self) -> Option<&'a str> {
+        match self {
+            Self::Set(value) | Self::Add(value) => Some(value),
+            Self::Remove => None,
+        }
+    }
+
+    fn is_set(self) -> bool {
+        matches!(self, Self::Set(_))
+    }
+}
+
+/// Every operation as written, by header name: sets (by name), adds (by name), removes (in
+/// order).
+fn operations(ops: &HeaderOperations) -> impl Iterator<Item = (&str, Operation<'_>)> {
+    let sets = ops.set.iter().map(|(n, v)| (n.as_str(), Operation::Set(v)));
+    let adds = ops.add.iter().map(|(n, v)| (n.as_str(), Operation::Add(v)));
+    let removes = ops.remove.iter().map(|n| (n.as_str(), Operation::Remove));
     sets.chain(adds).chain(removes)
 }
 
@@ -208,72 +229,74 @@ pub(crate) enum Unusable {
 }
 
 impl Op {
-    fn parse(kind: Kind, name: &str, value: Option<&str>, side: Side) -> Result<Self, Unusable> {
-        let authority =
-            name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host");
-        let internal = name.starts_with(':') || name.eq_ignore_ascii_case("host");
-        let value = value
+    fn parse(name: &str, operation: Operation<'_>, side: Side) -> Result<Self, Unusable> {
+        let value = operation
+            .value()
             .map(|value| HeaderValue::from_str(value).map_err(|_| Unusable::InvalidValue))
             .transpose()?;
-        if authority && side == Side::Request && kind != Kind::Remove {
-            return Ok(Self::Authority(value.ok_or(Unusable::InvalidValue)?));
-        }
-        if internal {
-            return Err(Unusable::Internal);
+        match value {
+            Some(value) if side == Side::Request && names_authority(name) => {
+                return Ok(Self::Authority(value));
+            }
+            _ if name.starts_with(':') || name.eq_ignore_ascii_case("host") => {
+                return Err(Unusable::Internal);
+            }
+            _ => {}
         }
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Unusable::InvalidName)?;
-        Ok(Self::Change(match (kind, value) {
-            (Kind::Set, Some(value)) => HeaderChange::Set(name, value),
-            (Kind::Add, Some(value)) => HeaderChange::Add(name, value),
+        Ok(Self::Change(match (operation, value) {
+            (Operation::Set(_), Some(value)) => HeaderChange::Set(name, value),
+            (Operation::Add(_), Some(value)) => HeaderChange::Add(name, value),
             _ => HeaderChange::Remove(name),
         }))
     }
 }
 
-/// The operations of `headers` strait cannot apply, each with its field under `headers`
-/// (`request.set.x-user`) and why; and those whose value holds a `%`, which Envoy would read
-/// as a command.
-pub(crate) fn unusable(headers: &Headers) -> Vec<(String, Unusable)> {
-    let sides = [
-        ("request", &headers.request, Side::Request),
-        ("response", &headers.response, Side::Response),
-    ];
-    let mut found = Vec::new();
-    for (side_name, ops, side) in sides {
-        for (kind, name, value) in operations(ops) {
-            if let Err(why) = Op::parse(kind, name, value, side) {
-                found.push((format!("{side_name}.{}.{name}", kind.as_str()), why));
-            }
-        }
-    }
-    found
+/// Whether a header name is the authority's, as Istio reads it.
+fn names_authority(name: &str) -> bool {
+    name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host")
 }
 
-/// The fields under `headers` whose value holds a `%` (`request.set.x-client`).
-pub(crate) fn with_percent_signs(headers: &Headers) -> Vec<String> {
+/// Every operation of `headers`, with its field under `headers` (`request.set.x-user`).
+fn fields(headers: &Headers) -> impl Iterator<Item = (String, Side, &str, Operation<'_>)> {
     [
-        ("request", &headers.request),
-        ("response", &headers.response),
+        (Side::Request, &headers.request),
+        (Side::Response, &headers.response),
     ]
     .into_iter()
     .flat_map(|(side, ops)| {
-        operations(ops).filter_map(move |(kind, name, value)| {
-            value?
-                .contains('%')
-                .then(|| format!("{side}.{}.{name}", kind.as_str()))
+        operations(ops).map(move |(name, operation)| {
+            let field = format!("{}.{}.{name}", side.as_str(), operation.as_str());
+            (field, side, name, operation)
         })
     })
-    .collect()
+}
+
+/// The operations of `headers` strait cannot apply, each with its field under `headers` and
+/// why.
+pub(crate) fn unusable(headers: &Headers) -> Vec<(String, Unusable)> {
+    fields(headers)
+        .filter_map(|(field, side, name, operation)| {
+            Op::parse(name, operation, side)
+                .err()
+                .map(|why| (field, why))
+        })
+        .collect()
+}
+
+/// The fields under `headers` whose value holds a `%`, which Envoy would read as a command.
+pub(crate) fn with_percent_signs(headers: &Headers) -> Vec<String> {
+    fields(headers)
+        .filter(|(_, _, _, operation)| operation.value().is_some_and(|v| v.contains('%')))
+        .map(|(field, ..)| field)
+        .collect()
 }
 
 /// How many times the route-level `headers` set the authority (`set` and `add` together).
 pub(crate) fn authority_settings(headers: &Headers) -> usize {
     let ops = &headers.request;
-    ops.set
-        .keys()
-        .chain(ops.add.keys())
-        .filter(|name| name.eq_ignore_ascii_case(":authority") || name.eq_ignore_ascii_case("host"))
-        .count()
+    let names = ops.set.keys().chain(ops.add.keys());
+    names.filter(|name| names_authority(name)).count()
 }
 
 #[cfg(test)]

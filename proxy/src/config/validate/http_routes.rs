@@ -255,6 +255,13 @@ fn rewrite_settings(rewrite: &Rewrite, field: &str) -> Option<Finding> {
             "set uri, uriRegexRewrite or authority",
         ));
     }
+    let authority = rewrite.authority.as_deref().unwrap_or_default();
+    if http::HeaderValue::from_str(authority).is_err() {
+        return Some(Finding::error(
+            format!("{field}.authority"),
+            "not a valid HTTP header value",
+        ));
+    }
     regex.filter(|regex| regex.rewrite.is_empty()).map(|_| {
         Finding::error(
             format!("{field}.uriRegexRewrite.rewrite"),

@@ -2,9 +2,11 @@
 //! Istio would reject it); warnings name what will not work as written but load anyway.
 //!
 //! - Per document: Service ports and cluster IPs; WorkloadEntry addresses; DestinationRule
-//!   traffic policies; VirtualService HTTP routes (header names, timeouts, retries).
+//!   traffic policies; VirtualService HTTP routes (header names, timeouts, retries, weights,
+//!   faults, header changes, rewrites, mirror percentages).
 //! - Across documents: duplicates (the first in load order stays), named `targetPort`s no
-//!   selected endpoint defines, VirtualService destinations, subsets, gateways and hosts bound
+//!   selected endpoint defines, VirtualService destinations and mirrors (hosts, ports,
+//!   subsets), gateways and hosts bound
 //!   twice, and DestinationRule policies and subsets another rule for the host overrides.
 
 mod duplicates;

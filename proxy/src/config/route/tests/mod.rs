@@ -590,11 +590,30 @@ fn the_seed_manifests_routes() {
             .map(|r| r.route_name.as_str()),
         Some("default/grpc-canary.http[0]")
     );
-    // server-fault routes every request to server (its fault is a later issue).
+    // 90/10 over the subsets of grpc-service-dr (no Pods in the seed: no endpoints, UH).
+    let subsets: Vec<(Option<&str>, f64, usize)> = canary
+        .destinations
+        .iter()
+        .map(|(destination, share)| match &destination.target {
+            Target::Backend(backend) => (backend.subset.as_deref(), share, backend.endpoints.len()),
+            Target::Unresolved(why) => panic!("{why}"),
+        })
+        .collect();
+    assert_eq!(subsets, [(Some("v1"), 0.9, 0), (Some("v2"), 0.1, 0)]);
+    // server-fault delays every request to server by 10 s, then sends it to subset v1, which
+    // no DestinationRule defines (Istio: 503, no cluster).
+    let fault = &port("server").routes()[0];
+    assert_eq!(fault.route_name, "default/server-fault.http[0]");
+    let delay = fault.fault.delay.unwrap();
     assert_eq!(
-        port("server").routes()[0].route_name,
-        "default/server-fault.http[0]"
+        (delay.duration, delay.percentage),
+        (Duration::from_secs(10), Percentage::ALWAYS)
     );
+    assert_eq!(fault.fault.abort, None);
+    assert!(matches!(
+        fault.destinations.pick(0).target,
+        Target::Unresolved(Unresolved::NoSubset { .. })
+    ));
     // grpc-ingress is bound to a gateway only; http2-service has no VirtualService.
     let http2 = port("http2-service.default");
     assert_eq!(
@@ -602,3 +621,6 @@ fn the_seed_manifests_routes() {
         [HttpRoute::istio_default(http2.backend().clone())]
     );
 }
+
+mod actions;
+mod destinations;
