@@ -40,6 +40,16 @@ pub enum Target {
     Unresolved(Unresolved),
 }
 
+impl Target {
+    /// The backend, or why there is none.
+    pub fn backend(&self) -> Result<&Arc<Backend>, &Unresolved> {
+        match self {
+            Self::Backend(backend) => Ok(backend),
+            Self::Unresolved(why) => Err(why),
+        }
+    }
+}
+
 /// Why a destination names nothing requests can go to.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unresolved {

@@ -31,17 +31,11 @@ fn first_route(model: &Model, port: u16) -> HttpRoute {
 }
 
 fn backend(target: &Target) -> &Arc<Backend> {
-    match target {
-        Target::Backend(backend) => backend,
-        Target::Unresolved(why) => panic!("unresolved: {why}"),
-    }
+    target.backend().unwrap()
 }
 
 fn unresolved(target: &Target) -> &Unresolved {
-    match target {
-        Target::Unresolved(why) => why,
-        Target::Backend(backend) => panic!("resolved to {backend:?}"),
-    }
+    target.backend().unwrap_err()
 }
 
 fn addrs(backend: &Backend) -> Vec<String> {

@@ -594,9 +594,9 @@ fn the_seed_manifests_routes() {
     let subsets: Vec<(Option<&str>, f64, usize)> = canary
         .destinations
         .iter()
-        .map(|(destination, share)| match &destination.target {
-            Target::Backend(backend) => (backend.subset.as_deref(), share, backend.endpoints.len()),
-            Target::Unresolved(why) => panic!("{why}"),
+        .map(|(destination, share)| {
+            let backend = destination.target.backend().unwrap();
+            (backend.subset.as_deref(), share, backend.endpoints.len())
         })
         .collect();
     assert_eq!(subsets, [(Some("v1"), 0.9, 0), (Some("v2"), 0.1, 0)]);
