@@ -13,6 +13,10 @@ use crate::{config::TryOutcome, telemetry::ResponseFlags, upstream::pool::PoolEr
 pub enum Failure {
     #[error("no route to a Service")]
     NoRoute,
+    /// The route's destination names no Service port or subset (Envoy's "cluster not found",
+    /// logged as NR here).
+    #[error("no such destination: {0}")]
+    NoCluster(String),
     #[error("no healthy upstream")]
     NoHealthyUpstream,
     #[error("upstream connect failure: {0}")]
@@ -43,7 +47,7 @@ impl From<TooManyRequests> for Failure {
 impl Failure {
     pub fn flags(&self) -> ResponseFlags {
         match self {
-            Self::NoRoute => ResponseFlags::NO_ROUTE,
+            Self::NoRoute | Self::NoCluster(_) => ResponseFlags::NO_ROUTE,
             Self::NoHealthyUpstream => ResponseFlags::NO_HEALTHY_UPSTREAM,
             Self::Connect(_) => ResponseFlags::UPSTREAM_CONNECT_FAILURE,
             Self::Overflow(_) => ResponseFlags::UPSTREAM_OVERFLOW,
@@ -61,7 +65,9 @@ impl Failure {
             Self::UpstreamReset(err) if never_processed(err) => Some(TryOutcome::RefusedStream),
             Self::UpstreamReset(_) => Some(TryOutcome::Reset),
             Self::Timeout { per_try: true } => Some(TryOutcome::PerTryTimeout),
-            Self::NoRoute | Self::NoHealthyUpstream | Self::Overflow(_) => None,
+            Self::NoRoute | Self::NoCluster(_) | Self::NoHealthyUpstream | Self::Overflow(_) => {
+                None
+            }
             Self::Timeout { per_try: false } => None,
         }
     }

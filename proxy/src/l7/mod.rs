@@ -175,21 +175,25 @@ impl L7Proxy {
     ) -> Result<FinalTry, Failure> {
         let model = self.model.borrow().clone();
         let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
-        let service = port.service();
-        record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
         let route = model.http_route(&port, &request).ok_or(Failure::NoRoute)?;
+        let backend = route
+            .destinations
+            .pick(fastrand::u32(..))
+            .target
+            .backend()
+            .map_err(|unresolved| Failure::NoCluster(unresolved.to_string()))?;
+        let service = &backend.service;
+        record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
-        let key = (service.fqdn(), port.port());
-        let endpoints: Vec<SocketAddr> = port.endpoints().iter().map(|e| e.addr).collect();
-        let policy = model.traffic_policy(&port);
+        let policy = &backend.traffic_policy;
         let target = attempt::Destination {
-            key: &key,
+            key: &backend.key,
             policy,
-            endpoints: &endpoints,
+            endpoints: &backend.endpoints,
         };
         let active = self
             .loads
-            .request(&key, policy.connection_pool.http2_max_requests)?;
+            .request(&backend.key, policy.connection_pool.http2_max_requests)?;
         let (parts, body) = request.into_parts();
         let (replay, mut body) = Replay::start(body);
         let mut tries = Tries::new(&route.retries, deadline);

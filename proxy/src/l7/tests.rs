@@ -315,10 +315,7 @@ async fn nothing_is_retried_once_data_reached_the_client() {
 #[tokio::test]
 async fn refused_streams_are_retried_on_another_endpoint() {
     let refuses = Upstream::refusing().await;
-    let ok = Upstream::start(handler(|_| async {
-        grpc_reply(vec![message(), status_trailers(0)], false)
-    }))
-    .await;
+    let ok = Upstream::start(ok_reply()).await;
     // Round robin: at least every other first try goes to the refusing endpoint (a retry
     // takes a turn too).
     let round_robin = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
@@ -509,10 +506,7 @@ async fn an_upstream_cancel_reaches_the_client_as_cancel() {
 
 #[tokio::test]
 async fn connections_retire_after_max_requests_per_connection() {
-    let upstream = Upstream::start(handler(|_| async {
-        grpc_reply(vec![message(), status_trailers(0)], false)
-    }))
-    .await;
+    let upstream = Upstream::start(ok_reply()).await;
     let two_per_connection = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
         metadata: {name: up, namespace: default}\n\
         spec: {host: up, trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 2}}}}\n";
@@ -523,4 +517,52 @@ async fn connections_retire_after_max_requests_per_connection() {
     }
     assert_eq!(upstream.requests(), 6);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+}
+
+fn ok_reply() -> Handler {
+    handler(|_| async { grpc_reply(vec![message(), status_trailers(0)], false) })
+}
+
+#[tokio::test]
+async fn requests_go_to_their_route_destination() {
+    let up = Upstream::start(ok_reply()).await;
+    let down = Upstream::start(ok_reply()).await;
+    let elsewhere = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: down, namespace: default}}\n\
+         spec: {{clusterIP: 10.96.0.51, selector: {{app: down}}, ports: [{{name: grpc, port: 80, \
+         targetPort: grpc}}]}}\n\
+         ---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n\
+         metadata: {{name: down-0, namespace: default}}\n\
+         spec: {{address: 127.0.0.1, labels: {{app: down}}, ports: {{grpc: {}}}}}\n\
+         ---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+         metadata: {{name: up, namespace: default}}\n\
+         spec:\n  hosts: [up]\n  http:\n  \
+         - match: [{{uri: {{prefix: /nowhere}}}}]\n    route: [{{destination: {{host: nowhere}}}}]\n  \
+         - route: [{{destination: {{host: down}}}}]\n",
+        down.addr.port()
+    );
+    let proxy = Proxy::start(&[&up], &elsewhere).await;
+    for _ in 0..3 {
+        let (_, trailers) = finish(proxy.call(&[]).await).await;
+        assert_eq!(trailers["grpc-status"], "0");
+    }
+    assert_eq!((up.requests(), down.requests()), (0, 3));
+    let down_label = "destination_service=\"down.default.svc.cluster.local\"";
+    assert_eq!(proxy.count(&[down_label, "grpc_response_status=\"0\""]), 3);
+}
+
+#[tokio::test]
+async fn a_route_to_no_service_is_no_route() {
+    let up = Upstream::start(ok_reply()).await;
+    let nowhere = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+        metadata: {name: up, namespace: default}\n\
+        spec: {hosts: [up], http: [{route: [{destination: {host: nowhere}}]}]}\n";
+    let proxy = Proxy::start(&[&up], nowhere).await;
+    let response = proxy.call(&[]).await;
+    assert_eq!(response.headers()["grpc-status"], "14", "{response:?}");
+    assert_eq!(up.requests(), 0);
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"14\"", "response_flags=\"NR\""]),
+        1
+    );
 }
