@@ -23,11 +23,18 @@ impl Protocol {
         matches!(self, Self::Grpc | Self::GrpcWeb | Self::Http2 | Self::Http)
     }
 
-    /// Whether clients speak HTTP/2 with prior knowledge on the port (gRPC, h2c): served by the
-    /// HTTP/2 path today. HTTP/1.1 ports (http, grpc-web) are relayed as TCP until the HTTP/1
-    /// path lands.
-    pub fn is_h2(self) -> bool {
-        matches!(self, Self::Grpc | Self::Http2)
+    /// Whether clients speak only HTTP/2 with prior knowledge on the port (gRPC): its
+    /// connections go straight to the HTTP/2 server. On the other L7 ports a client may speak
+    /// HTTP/1.x or HTTP/2, told apart by its first bytes.
+    pub fn is_http2_only(self) -> bool {
+        matches!(self, Self::Grpc)
+    }
+
+    /// Whether endpoints get HTTP/2 whatever the client speaks: Istio's `IsHTTP2()` ports
+    /// (gRPC, gRPC-Web, HTTP/2). On `http` ports the DestinationRule's `h2UpgradePolicy`
+    /// decides.
+    pub fn is_http2_upstream(self) -> bool {
+        matches!(self, Self::Grpc | Self::GrpcWeb | Self::Http2)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -226,6 +233,8 @@ mod tests {
     fn l7_and_display() {
         assert!(Protocol::Grpc.is_l7() && Protocol::Http.is_l7() && Protocol::Http2.is_l7());
         assert!(!Protocol::Tcp.is_l7() && !Protocol::Tls.is_l7());
+        assert!(Protocol::Grpc.is_http2_only() && !Protocol::Http2.is_http2_only());
+        assert!(Protocol::GrpcWeb.is_http2_upstream() && !Protocol::Http.is_http2_upstream());
         assert_eq!(
             classify(Some("grpc"), None).to_string(),
             "grpc (by appProtocol grpc)"

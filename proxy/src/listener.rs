@@ -1,7 +1,8 @@
 //! The outbound listener: where captured connections arrive. Each connection is routed by its
-//! original destination: gRPC and HTTP/2 ports go to the L7 path ([`crate::l7`]), the others
-//! are relayed to an endpoint of the Service port. An uncaptured connection is served only if it
-//! speaks HTTP/2, routed by `:authority`.
+//! original destination: gRPC and HTTP ports go to the L7 path ([`crate::l7`]), the others
+//! are relayed to an endpoint of the Service port. On HTTP ports the client's first bytes tell
+//! HTTP/2 from HTTP/1.x; gRPC ports take HTTP/2 only. An uncaptured connection is served only
+//! if it speaks HTTP, each request routed by its `:authority` or `Host`.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -16,7 +17,7 @@ use crate::{
     balance::RoundRobin,
     capture::OriginalDst,
     config::Model,
-    l7::{self, Destination, L7Proxy},
+    l7::{self, ClientProtocol, Destination, L7Proxy},
     route::{self, ConnectionRoute, TcpRoute},
     telemetry::{ResponseFlags, TcpLabels, TcpMetrics},
     upstream,
@@ -65,19 +66,10 @@ impl Outbound {
     async fn handle(&self, client: TcpStream, client_addr: SocketAddr) {
         let _ = client.set_nodelay(true);
         let Some(original_dst) = self.original_dst.lookup(&client) else {
-            // Not captured: only HTTP/2 can be routed, by each request's :authority.
-            match l7::with_h2_preface(client).await {
-                Some(client) => {
-                    self.l7
-                        .clone()
-                        .serve_h2(client, client_addr, Destination::Authority)
-                        .await
-                }
-                None => {
-                    warn!(client = %client_addr, "closing connection: no original destination and not HTTP/2")
-                }
-            }
-            return;
+            // Not captured: only HTTP can be routed, by each request's authority.
+            return self
+                .serve_http(client, client_addr, Destination::Authority)
+                .await;
         };
         let model = self.model.borrow().clone();
         match route::connection(&model, original_dst) {
@@ -88,12 +80,26 @@ impl Outbound {
                     .serve_h2(client, client_addr, destination)
                     .await
             }
+            Ok(ConnectionRoute::Http) => {
+                let destination = Destination::OriginalDst(original_dst);
+                self.serve_http(client, client_addr, destination).await
+            }
             Ok(ConnectionRoute::Tcp(route)) => self.proxy_tcp(client, client_addr, route).await,
             // Closing is the only safe answer: relaying to the connection's own destination
             // would make strait an open proxy.
             Err(no_route) => {
                 warn!(client = %client_addr, %no_route, "closing connection: no route")
             }
+        }
+    }
+
+    /// Serves a connection whose client speaks HTTP/2 or HTTP/1.x, as its first bytes tell.
+    async fn serve_http(&self, client: TcpStream, client_addr: SocketAddr, to: Destination) {
+        let l7 = self.l7.clone();
+        match l7::sniff(client).await {
+            Some((ClientProtocol::Http2, client)) => l7.serve_h2(client, client_addr, to).await,
+            Some((ClientProtocol::Http1, client)) => l7.serve_http1(client, client_addr, to).await,
+            None => debug!(client = %client_addr, "closing connection: it sent nothing"),
         }
     }
 

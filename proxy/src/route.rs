@@ -7,8 +7,12 @@ use crate::config::Model;
 /// Where a captured connection goes.
 #[derive(Clone, Debug)]
 pub enum ConnectionRoute {
-    /// An HTTP/2 (gRPC, h2c) port: each request is routed on its own by the L7 path.
+    /// A gRPC port: clients speak HTTP/2 with prior knowledge; each request is routed on its
+    /// own by the L7 path.
     Http2,
+    /// An HTTP port (http, http2, grpc-web): the client speaks HTTP/1.x or HTTP/2, as its
+    /// first bytes tell; each request is routed on its own by the L7 path.
+    Http,
     /// Any other port: the connection is relayed as a whole.
     Tcp(TcpRoute),
 }
@@ -47,8 +51,12 @@ pub fn connection(model: &Model, original_dst: SocketAddr) -> Result<ConnectionR
     let port = model
         .service_port_by_addr(original_dst)
         .ok_or(NoRoute(original_dst))?;
-    if port.classification().protocol.is_h2() {
+    let protocol = port.classification().protocol;
+    if protocol.is_http2_only() {
         return Ok(ConnectionRoute::Http2);
+    }
+    if protocol.is_l7() {
+        return Ok(ConnectionRoute::Http);
     }
     let service = port.service();
     Ok(ConnectionRoute::Tcp(TcpRoute {

@@ -1,5 +1,5 @@
-//! One try of a request: an endpoint picked, a stream on a pooled connection to it, the
-//! request sent, and the response's start awaited.
+//! One try of a request: an endpoint picked, a pooled connection to it in the HTTP it is to
+//! get ([`upstream_version`]), the request sent, and the response's start awaited.
 //!
 //! While another try is still possible, the response is held back until its first body frame:
 //! a response whose trailers come before any data (how a gRPC server fails a call once it has
@@ -9,22 +9,30 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::{failure::Failure, grpc, L7Proxy, RequestBody};
+use super::{
+    failure::Failure,
+    grpc,
+    headers::{self, Upgrade},
+    L7Proxy, RequestBody,
+};
 use crate::{
     balance::{BalanceKey, Pick},
-    config::{TrafficPolicy, TryOutcome},
-    upstream::pool::{Checkout, Limits},
+    classify::Protocol,
+    config::{ConnectionPool, H2UpgradePolicy, TrafficPolicy, TryOutcome},
+    upstream::{pool::Limits, Lease},
 };
 
 /// What every try of one request shares.
 pub struct Destination<'a> {
     pub key: &'a BalanceKey,
+    /// What the Service port speaks.
+    pub protocol: Protocol,
     pub policy: &'a TrafficPolicy,
     pub endpoints: &'a [SocketAddr],
 }
@@ -34,7 +42,7 @@ pub struct Answered {
     pub response: Response<Incoming>,
     /// The first body frame, when it was held back.
     pub held: Option<Frame<Bytes>>,
-    pub checkout: Checkout<RequestBody>,
+    pub checkout: Lease<RequestBody>,
     pub pick: Pick,
 }
 
@@ -80,6 +88,9 @@ impl L7Proxy {
         hold: bool,
         deadline: Option<TryDeadline>,
     ) -> Result<Answered, Failed> {
+        if headers::upgrade(&request) == Some(Upgrade::Refused) {
+            return Err((Failure::UpgradeRefused, None));
+        }
         let mut pick = self
             .balancers
             .pick(
@@ -89,8 +100,7 @@ impl L7Proxy {
                 tried,
             )
             .ok_or((Failure::NoHealthyUpstream, None))?;
-        let limits = Limits::from(&destination.policy.connection_pool);
-        let exchange = self.send(&pick, &limits, request, hold);
+        let exchange = self.send(destination, &pick, request, hold);
         let sent = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.at, exchange)
                 .await
@@ -115,36 +125,32 @@ impl L7Proxy {
         }
     }
 
-    /// A stream to the picked endpoint, the request on it, and the response's start.
+    /// The request, in the HTTP the endpoint is to get, on a pooled connection to the picked
+    /// endpoint, and the response's start.
     async fn send(
         &self,
+        destination: &Destination<'_>,
         pick: &Pick,
-        limits: &Limits,
-        request: Request<RequestBody>,
+        mut request: Request<RequestBody>,
         hold: bool,
-    ) -> Result<
-        (
-            Checkout<RequestBody>,
-            Response<Incoming>,
-            Option<Frame<Bytes>>,
-        ),
-        Failure,
-    > {
-        let mut checkout = self.pool.checkout(pick.endpoint(), limits).await?;
+    ) -> Result<(Lease<RequestBody>, Response<Incoming>, Option<Frame<Bytes>>), Failure> {
+        let pool = &destination.policy.connection_pool;
+        let websocket = headers::upgrade(&request) == Some(Upgrade::WebSocket);
+        let version = upstream_version(destination.protocol, pool, &request, websocket);
+        headers::remove_hop_by_hop(request.headers_mut(), websocket);
+        headers::for_upstream(&mut request, version, pick.endpoint());
+        let limits = Limits::from(pool);
+        let mut lease = match version {
+            Version::HTTP_2 => Lease::Http2(self.pool.checkout(pick.endpoint(), &limits).await?),
+            _ => Lease::Http1(self.http1_pool.checkout(pick.endpoint(), &limits).await?),
+        };
         let started = Instant::now();
-        checkout
-            .sender
-            .ready()
-            .await
-            .map_err(Failure::UpstreamReset)?;
-        let mut response = checkout
-            .sender
-            .send_request(request)
-            .await
-            .map_err(Failure::UpstreamReset)?;
-        if !checkout.is_first_use() {
+        let mut response = lease.send(request).await.map_err(Failure::UpstreamReset)?;
+        if !lease.is_first_use() {
             pick.observe(started.elapsed());
         }
+        let switched = websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        headers::remove_hop_by_hop(response.headers_mut(), switched);
         let held = match hold && !is_complete(&response) {
             true => response
                 .body_mut()
@@ -154,7 +160,33 @@ impl L7Proxy {
                 .map_err(Failure::UpstreamReset)?,
             false => None,
         };
-        Ok((checkout, response, held))
+        Ok((lease, response, held))
+    }
+}
+
+/// Which HTTP an endpoint gets, as Istio sets up Envoy's clusters: HTTP/2 on gRPC, gRPC-Web
+/// and HTTP/2 ports; on HTTP ports HTTP/1.1 unless the DestinationRule says `h2UpgradePolicy:
+/// UPGRADE` (so an HTTP/2 client's requests go as HTTP/1.1 too); on a port strait relays as
+/// TCP (reached by authority, uncaptured) the client's own, as Istio does on ports whose
+/// protocol it detects. A WebSocket handshake goes over HTTP/1.1 whatever the port.
+fn upstream_version(
+    port: Protocol,
+    pool: &ConnectionPool,
+    request: &Request<RequestBody>,
+    websocket: bool,
+) -> Version {
+    let http2 = if websocket {
+        false
+    } else if port.is_http2_upstream() {
+        true
+    } else if port.is_l7() {
+        pool.h2_upgrade == H2UpgradePolicy::Upgrade
+    } else {
+        request.version() == Version::HTTP_2
+    };
+    match http2 {
+        true => Version::HTTP_2,
+        false => Version::HTTP_11,
     }
 }
 

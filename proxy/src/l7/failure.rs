@@ -27,6 +27,9 @@ pub enum Failure {
     UpstreamReset(hyper::Error),
     #[error("{}", grpc::TIMEOUT_MESSAGE)]
     Timeout { per_try: bool },
+    /// CONNECT, or an upgrade other than WebSocket.
+    #[error("upgrade failed")]
+    UpgradeRefused,
 }
 
 impl From<PoolError> for Failure {
@@ -53,12 +56,14 @@ impl Failure {
             Self::Overflow(_) => ResponseFlags::UPSTREAM_OVERFLOW,
             Self::UpstreamReset(_) => ResponseFlags::UPSTREAM_RESET,
             Self::Timeout { .. } => ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+            // Envoy has no flag for it either (its response details say `upgrade_failed`).
+            Self::UpgradeRefused => ResponseFlags::NONE,
         }
     }
 
     /// What a retry policy sees of this failure; `None` for those no retry can help: no route,
     /// no endpoint, the pool full (Envoy does not retry overflows either), the request's own
-    /// deadline.
+    /// deadline, a refused upgrade.
     pub fn try_outcome(&self) -> Option<TryOutcome> {
         match self {
             Self::Connect(_) => Some(TryOutcome::ConnectFailure),
@@ -68,6 +73,7 @@ impl Failure {
             Self::NoRoute | Self::NoCluster(_) | Self::NoHealthyUpstream | Self::Overflow(_) => {
                 None
             }
+            Self::UpgradeRefused => None,
             Self::Timeout { per_try: false } => None,
         }
     }
@@ -96,6 +102,7 @@ impl Failure {
         let status = match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpgradeRefused => StatusCode::FORBIDDEN,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         grpc::http_error(status, &message)

@@ -1,6 +1,7 @@
-//! The L7 path for gRPC and HTTP/2 ports: strait terminates the client's HTTP/2 connection and
-//! sends each request (stream) on its own to an endpoint chosen for it, over pooled upstream
-//! HTTP/2 connections. A client holding one long-lived connection is balanced per call.
+//! The L7 path for gRPC and HTTP ports: strait terminates the client's HTTP/2 connection (or
+//! HTTP/1.1: [`http1`]) and sends each request (stream) on its own to an endpoint chosen for
+//! it, over pooled upstream HTTP/2 or HTTP/1.1 connections. A client holding one long-lived
+//! connection is balanced per call.
 //!
 //! A request's way: its Service port ([`resolve`]) and route (timeout, retry policy), its
 //! place in the port's [`load`] (http2MaxRequests, the retry budget), then tries ([`attempt`])
@@ -13,11 +14,18 @@ mod body;
 mod deadline;
 mod failure;
 pub mod grpc;
+mod headers;
+pub mod http1;
 mod load;
 mod replay;
 mod retry;
+mod sniff;
 
-use std::{collections::HashSet, convert::Infallible, net::SocketAddr, sync::Arc};
+pub use sniff::{sniff, ClientProtocol};
+
+use std::{
+    collections::HashSet, convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc,
+};
 
 use bytes::Bytes;
 use http::{request, Request, Response};
@@ -25,8 +33,7 @@ use http_body_util::combinators::BoxBody;
 use hyper::{body::Incoming, server::conn::http2, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite},
-    net::TcpStream,
+    io::{AsyncRead, AsyncWrite},
     sync::watch,
     time::Instant,
 };
@@ -48,7 +55,7 @@ use crate::{
         requests::{RequestMetrics, RequestOutcome},
         ResponseFlags,
     },
-    upstream::pool::{Checkout, Pool},
+    upstream::{http1::Pool as Http1Pool, pool::Pool, Lease},
 };
 
 /// What strait answers clients with: upstream bodies, or its own.
@@ -62,7 +69,7 @@ pub type RequestBody = ReplayBody<Incoming>;
 pub enum Destination {
     /// Captured: the original destination (cluster IP, port) decides, for every request.
     OriginalDst(SocketAddr),
-    /// Not captured (`--no-ebpf`): each request's `:authority` decides.
+    /// Not captured (`--no-ebpf`): each request's `:authority` (HTTP/1: `Host`) decides.
     Authority,
 }
 
@@ -72,6 +79,7 @@ pub struct L7Proxy {
     metrics: Arc<RequestMetrics>,
     balancers: Balancers,
     pool: Pool<RequestBody>,
+    http1_pool: Http1Pool<RequestBody>,
     /// Requests and retries in flight per Service port.
     loads: Loads,
     /// Cancelled when strait shuts down: every client connection gets a GOAWAY.
@@ -89,6 +97,7 @@ impl L7Proxy {
             metrics,
             balancers: Balancers::default(),
             pool: Pool::default(),
+            http1_pool: Http1Pool::default(),
             loads: Loads::default(),
             drain,
         }
@@ -115,16 +124,9 @@ impl L7Proxy {
         let connection = http2::Builder::new(TokioExecutor::new())
             .adaptive_window(true)
             .serve_connection(TokioIo::new(client), service);
-        tokio::pin!(connection);
-        let ended = tokio::select! {
-            ended = connection.as_mut() => ended,
-            _ = drain.cancelled() => {
-                // GOAWAY: the client opens no new stream here and moves to another
-                // connection; the streams in flight finish.
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        };
+        // GOAWAY: the client opens no new stream here and moves to another connection; the
+        // streams in flight finish.
+        let ended = until_drained(&drain, connection, |c| c.graceful_shutdown()).await;
         if let Err(err) = ended {
             debug!(client = %client_addr, %err, "HTTP/2 connection ended with an error");
         }
@@ -142,6 +144,8 @@ impl L7Proxy {
                 .flat_map(|port| port.endpoints.iter().map(|e| e.addr))
                 .collect();
             self.pool
+                .retain_endpoints(|endpoint| endpoints.contains(endpoint));
+            self.http1_pool
                 .retain_endpoints(|endpoint| endpoints.contains(endpoint));
         }
     }
@@ -188,6 +192,7 @@ impl L7Proxy {
         let policy = &backend.traffic_policy;
         let target = attempt::Destination {
             key: &backend.key,
+            protocol: backend.protocol,
             policy,
             endpoints: &backend.endpoints,
         };
@@ -350,7 +355,7 @@ impl Drop for Record {
 /// A response on its way: the upstream stream slot and balancer pick, its place in the retry
 /// budget, and its record.
 struct InFlight {
-    _checkout: Checkout<RequestBody>,
+    _checkout: Lease<RequestBody>,
     /// Told how the response ended, for outlier detection.
     pick: Pick,
     _load: (ActiveRequest, Option<ActiveRetry>),
@@ -412,36 +417,31 @@ fn resolve<'m>(
                 .authority()
                 .map(|a| a.as_str())
                 .or_else(|| request.headers().get(http::header::HOST)?.to_str().ok())?;
-            model.service_port_by_authority(authority, None)
+            // No port: http's, 80 (strait sees only cleartext).
+            model.service_port_by_authority(authority, Some(80))
         }
     }
 }
 
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// An uncaptured connection that begins with the HTTP/2 client preface can be routed by each
-/// request's `:authority`: returns the stream with the preface put back, or `None` when it is
-/// not HTTP/2 prior knowledge (or says nothing for `PREFACE_TIMEOUT`).
-pub async fn with_h2_preface(
-    mut stream: TcpStream,
-) -> Option<impl AsyncRead + AsyncWrite + Unpin + Send + 'static> {
-    let mut preface = [0u8; H2_PREFACE.len()];
-    tokio::time::timeout(PREFACE_TIMEOUT, stream.read_exact(&mut preface))
-        .await
-        .ok()?
-        .ok()?;
-    if &preface != H2_PREFACE {
-        return None;
+/// Serves a client connection until it ends; when strait drains, asks it (`graceful`) to
+/// finish what is in flight and take nothing new.
+async fn until_drained<C>(
+    drain: &CancellationToken,
+    connection: C,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => ended,
+        _ = drain.cancelled() => {
+            graceful(connection.as_mut());
+            connection.await
+        }
     }
-    let (read, write) = stream.into_split();
-    Some(tokio::io::join(
-        std::io::Cursor::new(H2_PREFACE).chain(read),
-        write,
-    ))
 }
-
-/// gRPC clients send the preface as soon as they connect.
-const PREFACE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests;

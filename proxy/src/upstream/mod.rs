@@ -1,5 +1,7 @@
-//! Connecting to endpoints: raw TCP relays for L4 ports, pooled HTTP/2 connections for L7.
+//! Connecting to endpoints: raw TCP relays for L4 ports, pooled HTTP/2 ([`pool`]) and
+//! HTTP/1.1 ([`http1`]) connections for L7.
 
+pub mod http1;
 pub mod pool;
 
 use std::{
@@ -12,11 +14,52 @@ use std::{
     time::Duration,
 };
 
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
 use strait_common::PROXY_SOCKET_MARK;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpSocket, TcpStream},
 };
+
+/// A request's hold on an upstream connection: a stream slot on a shared HTTP/2 connection, or
+/// a whole HTTP/1.1 connection. Given back when dropped.
+pub enum Lease<B: Send + 'static> {
+    Http2(pool::Checkout<B>),
+    Http1(http1::Checkout<B>),
+}
+
+impl<B> Lease<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// Sends `request` once the connection can take it; the response's head.
+    pub async fn send(&mut self, request: Request<B>) -> hyper::Result<Response<Incoming>> {
+        match self {
+            Self::Http2(checkout) => {
+                checkout.sender.ready().await?;
+                checkout.sender.send_request(request).await
+            }
+            Self::Http1(checkout) => {
+                let sender = checkout.sender();
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+        }
+    }
+
+    /// Whether this is the connection's first request, whose latency includes warming it up
+    /// and so says little about the endpoint.
+    pub fn is_first_use(&self) -> bool {
+        match self {
+            Self::Http2(checkout) => checkout.is_first_use(),
+            Self::Http1(checkout) => checkout.is_first_use(),
+        }
+    }
+}
 
 /// Connects to an endpoint from a socket the kernel programs will not capture (SO_MARK).
 pub async fn connect(endpoint: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {

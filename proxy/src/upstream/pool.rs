@@ -34,9 +34,14 @@ pub struct Limits {
     /// Streams per connection before another connection is preferred.
     pub streams_per_connection: usize,
     /// Requests a connection carries in its life (`maxRequestsPerConnection`); then it is
-    /// retired: it takes no new stream and closes once its last one ends.
+    /// retired: it takes no new request and closes once its last one ends.
     pub requests_per_connection: Option<NonZeroU32>,
     pub connect_timeout: Duration,
+    /// HTTP/1.1: requests waiting for a connection once `max_connections` are busy
+    /// (`http1MaxPendingRequests`, per endpoint too); past them a request overflows.
+    pub max_pending: usize,
+    /// HTTP/1.1: an idle connection older than this is not reused.
+    pub idle_timeout: Duration,
 }
 
 /// Streams a connection carries before strait prefers opening another, when the
@@ -53,19 +58,16 @@ impl From<&ConnectionPool> for Limits {
                 .map_or(DEFAULT_STREAMS_PER_CONNECTION, |n| n.get() as usize),
             requests_per_connection: pool.max_requests_per_connection,
             connect_timeout: pool.connect_timeout,
+            max_pending: pool.http1_max_pending_requests as usize,
+            idle_timeout: pool.idle_timeout,
         }
     }
 }
 
 impl Default for Limits {
-    /// Istio's defaults: no connection limit, a 10 s connect timeout.
+    /// Istio's defaults.
     fn default() -> Self {
-        Self {
-            max_connections: usize::MAX,
-            streams_per_connection: 100,
-            requests_per_connection: None,
-            connect_timeout: Duration::from_secs(10),
-        }
+        Self::from(&ConnectionPool::default())
     }
 }
 
@@ -76,7 +78,7 @@ pub enum PoolError {
         endpoint: SocketAddr,
         source: std::io::Error,
     },
-    #[error("HTTP/2 handshake with {endpoint}: {source}")]
+    #[error("HTTP handshake with {endpoint}: {source}")]
     Handshake {
         endpoint: SocketAddr,
         source: hyper::Error,

@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 use super::{only, Model, ServicePort};
 use crate::{
     balance::BalanceKey,
+    classify::Protocol,
     config::{
         hosts::ServiceName,
         policy::TrafficPolicy,
@@ -24,6 +25,8 @@ pub struct Backend {
     /// `name.namespace.svc.cluster.local`.
     pub fqdn: String,
     pub port: u16,
+    /// What the port speaks: which HTTP its endpoints get.
+    pub protocol: Protocol,
     /// `None`: every endpoint of the port.
     pub subset: Option<String>,
     /// Balancing and load state across reloads: `(FQDN, port)`, or `("FQDN|SUBSET", port)`,
@@ -48,6 +51,7 @@ impl PortBackends {
     pub fn new(
         service: &ServiceName,
         port: u16,
+        protocol: Protocol,
         serving: &[Serving<'_>],
         rules: &Merged<'_>,
     ) -> Self {
@@ -68,6 +72,7 @@ impl PortBackends {
                 service: service.clone(),
                 fqdn: fqdn.clone(),
                 port,
+                protocol,
                 subset: name,
                 key,
                 endpoints,

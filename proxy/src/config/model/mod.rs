@@ -119,7 +119,8 @@ fn build_port(
         .collect();
     let (mut endpoints, serving): (Vec<Endpoint>, Vec<Serving<'_>>) = serving.into_iter().unzip();
     endpoints.sort();
-    let backends = PortBackends::new(service, number, &serving, rules);
+    let classification = classify(port.app_protocol.as_deref(), port.name.as_deref());
+    let backends = PortBackends::new(service, number, classification.protocol, &serving, rules);
     ServicePort {
         port: number,
         name: port.name.clone(),
@@ -128,7 +129,7 @@ fn build_port(
             .target_port
             .clone()
             .unwrap_or(TargetPort::Number(port.port)),
-        classification: classify(port.app_protocol.as_deref(), port.name.as_deref()),
+        classification,
         endpoints,
         backend: backends.whole,
         subsets: backends.subsets,
