@@ -6,9 +6,11 @@
 //!
 //! The `strait-lab-agent` binary (`src/bin`) is the servers and clients that run inside the lab.
 //! [`greeter`] is the gRPC Greeter (the `strait-greeter` binary, and Python's grpcio in
-//! `python/`) that the L7 tests run, in the lab or on loopback. [`manifests`] writes the
-//! Services and Pods the tests configure strait with.
+//! `python/`) that the L7 tests run, in the lab or on loopback; [`web`] is its plain HTTP
+//! counterpart (HTTP/1.1 and HTTP/2 echo servers). [`manifests`] writes the Services and Pods
+//! the tests configure strait with.
 
 pub mod greeter;
 pub mod lab;
 pub mod manifests;
+pub mod web;

@@ -9,7 +9,7 @@ use super::{
     run_client, spawn_server, CallOptions, CallReport, CallSummary, Implementation, ServeOptions,
 };
 use crate::{
-    lab::{self, ChildProcess, LocalStrait},
+    lab::{ChildProcess, LocalStrait},
     manifests,
 };
 
@@ -79,15 +79,7 @@ impl Loopback {
 
     /// `istio_requests_total` summed over the samples whose labels contain all of `labels`.
     pub fn requests_total(&self, labels: &[&str]) -> Result<u64> {
-        let url = format!("http://{}/stats/prometheus", self.strait.admin);
-        let (_, body) = lab::http_get_local(&url)?;
-        Ok(body
-            .lines()
-            .filter(|l| {
-                l.starts_with("istio_requests_total{") && labels.iter().all(|n| l.contains(n))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum())
+        self.strait.requests_total(labels)
     }
 
     /// Runs a client against strait with `authority` and waits for its summary.

@@ -58,8 +58,24 @@ pub struct LocalStrait {
     pub metrics: SocketAddr,
 }
 
+/// Ports picked free may be taken by someone else's socket before strait binds them (tests
+/// run in parallel): strait is started again on other ports, this many times at most.
+const START_ATTEMPTS: usize = 3;
+
 impl LocalStrait {
     pub fn start<S: AsRef<OsStr>>(config: &Path, extra: &[S]) -> Result<LocalStrait> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_on_free_ports(config, extra) {
+                Err(err) if attempt < START_ATTEMPTS && err.to_string().contains(PORT_TAKEN) => {
+                    attempt += 1
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn start_on_free_ports<S: AsRef<OsStr>>(config: &Path, extra: &[S]) -> Result<LocalStrait> {
         let [outbound, admin, metrics] = [(); 3].map(|()| free_local_addr());
         let mut cmd = Command::new(strait_bin());
         cmd.args(["run", "--no-ebpf", "--config"])
@@ -88,6 +104,24 @@ impl LocalStrait {
         })
     }
 }
+
+impl LocalStrait {
+    /// `istio_requests_total` summed over the samples whose labels contain all of `labels`.
+    pub fn requests_total(&self, labels: &[&str]) -> Result<u64> {
+        let url = format!("http://{}/stats/prometheus", self.admin);
+        let (_, body) = http_get_local(&url)?;
+        Ok(body
+            .lines()
+            .filter(|l| {
+                l.starts_with("istio_requests_total{") && labels.iter().all(|n| l.contains(n))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+}
+
+/// How strait's stderr says that a port it was given is taken (EADDRINUSE).
+const PORT_TAKEN: &str = "Address already in use";
 
 /// A loopback address with a port the kernel just handed out (and took back).
 pub fn free_local_addr() -> SocketAddr {
