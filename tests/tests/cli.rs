@@ -93,19 +93,22 @@ fn validate_exit_codes() -> Result<()> {
 }
 
 #[test]
-fn without_capture_an_unroutable_connection_is_closed_not_relayed() -> Result<()> {
+fn without_capture_an_unroutable_connection_is_answered_not_relayed() -> Result<()> {
     let strait = LocalStrait::start(Path::new(&fixture("seed-manifests.yaml")), &[] as &[&str])?;
     let (outbound, admin, metrics) = (strait.outbound, strait.admin, strait.metrics);
 
-    let mut conn = TcpStream::connect(outbound)?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let _ = conn.write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n");
-    let mut buf = Vec::new();
-    // Closed without a byte: EOF or a reset, never a timeout (which would mean it waited).
-    match conn.read_to_end(&mut buf) {
-        Ok(_) => assert!(buf.is_empty(), "strait answered: {buf:?}"),
-        Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
-    }
+    // An HTTP request for a host that is no Service: Envoy's 404 (NR), from strait itself.
+    let answer = exchange(
+        outbound,
+        b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+    )?;
+    assert!(answer.starts_with(b"HTTP/1.1 404"), "{answer:?}");
+    // Not HTTP at all: closed, at most with hyper's 400; never relayed, never left waiting.
+    let answer = exchange(outbound, b"\x16\x03\x01\x00\x05hello")?;
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
+        "{answer:?}"
+    );
     // The admin port has the metrics too; the metrics port has no config dump.
     let (code, body) = lab::http_get_local(&format!("http://{admin}/stats/prometheus"))?;
     assert_eq!(code, 200);
@@ -113,4 +116,18 @@ fn without_capture_an_unroutable_connection_is_closed_not_relayed() -> Result<()
     let (code, _) = lab::http_get_local(&format!("http://{metrics}/config_dump"))?;
     assert_eq!(code, 404);
     Ok(())
+}
+
+/// Writes `request` and reads until strait closes the connection (EOF or a reset; a timeout
+/// would mean it waited).
+fn exchange(outbound: std::net::SocketAddr, request: &[u8]) -> Result<Vec<u8>> {
+    let mut conn = TcpStream::connect(outbound)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let _ = conn.write_all(request);
+    let mut answer = Vec::new();
+    match conn.read_to_end(&mut answer) {
+        Ok(_) => Ok(answer),
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => Ok(answer),
+        Err(err) => Err(err.into()),
+    }
 }

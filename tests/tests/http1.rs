@@ -3,17 +3,20 @@
 //! endpoint's protocol as the DestinationRule's `h2UpgradePolicy` says, Istio's default retries,
 //! Envoy's statuses, pipelining, and WebSocket upgrades.
 
-use std::{collections::HashMap, num::NonZeroUsize, process::Stdio, time::Duration};
+use std::{
+    collections::HashMap, fs, net::SocketAddr, num::NonZeroUsize, process::Stdio, time::Duration,
+};
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full, StreamBody};
 use strait_tests::{
-    lab,
+    greeter::loopback::config_dir,
+    lab::{self, Lab},
     web::{
-        header_text, Body, Connection, WebLoopback, HOST, INSTANCE, PATH, PROTOCOL, REPLICAS, WEB,
-        WEB_H2, WEB_LABEL,
+        header_text, web_manifests, Body, Connection, WebLoopback, CLOSE, HOST, INSTANCE, PATH,
+        PROTOCOL, REPLICAS, SAW, WEB, WEB_H2, WEB_LABEL, WEB_VIP,
     },
 };
 use tokio::{
@@ -53,16 +56,17 @@ async fn one_keep_alive_connection_is_balanced_per_request() -> Result<()> {
             connects: 0,
             instance: header_text(&response, INSTANCE).to_owned(),
             protocol: header_text(&response, PROTOCOL).to_owned(),
+            host: header_text(&response, HOST).to_owned(),
         });
     }
     for (client, transfers) in [("HTTP/1.1", over_curl), ("HTTP/2", over_http2)] {
-        let mut by_instance: HashMap<&str, usize> = HashMap::new();
         for transfer in &transfers {
-            *by_instance.entry(&transfer.instance).or_default() += 1;
             // An `http` port without a DestinationRule: the endpoint gets HTTP/1.1, whatever
             // the client speaks (Istio upgrades only with h2UpgradePolicy: UPGRADE).
             assert_eq!(transfer.protocol, "HTTP/1.1", "{client}: {transfer:?}");
+            assert_eq!(transfer.host, WEB, "{client}: {transfer:?}");
         }
+        let by_instance = by_instance(&transfers);
         eprintln!("{client} client, 60 requests over one connection: {by_instance:?}");
         for replica in REPLICAS {
             let share = by_instance.get(replica).copied().unwrap_or_default();
@@ -79,6 +83,46 @@ async fn one_keep_alive_connection_is_balanced_per_request() -> Result<()> {
     Ok(())
 }
 
+/// Captured by the kernel, an HTTP/1.1 connection to the Service address is routed by its
+/// original destination, whatever its `Host` says, and each request on it is balanced.
+#[test]
+fn a_captured_connection_is_routed_by_its_original_destination() -> Result<()> {
+    let test = "a_captured_connection_is_routed_by_its_original_destination";
+    if !lab::require_privileges(test) || !curl_available(test) {
+        return Ok(());
+    }
+    let mut lab = Lab::new("http1-vip")?;
+    let mut pods = Vec::new();
+    for name in REPLICAS {
+        let pod = lab.add_pod(name)?;
+        lab.serve_http_echo(&pod, 8080, name)?;
+        pods.push((name, SocketAddr::new(pod.ip.into(), 8080)));
+    }
+    let client = lab.add_pod("client")?;
+    let config = config_dir("http1-vip")?;
+    fs::write(config.join("web.yaml"), web_manifests(pods))?;
+    let _strait = lab.start_strait(&config, &[] as &[&str])?;
+
+    let vip: SocketAddr = WEB_VIP.parse()?;
+    let mut curl = lab.pod_command(&client, "curl");
+    curl.args(["--header", "Host: nothing.default"])
+        .args(curl_args(&format!("http://{vip}/"), 60));
+    let transfers = transfers(&lab.output(curl)?, 60)?;
+    let connects: u32 = transfers.iter().map(|t| t.connects).sum();
+    assert_eq!(connects, 1, "one connection for all: {transfers:?}");
+    for transfer in &transfers {
+        assert_eq!(transfer.host, "nothing.default", "the Host goes as it is");
+    }
+    let by_instance = by_instance(&transfers);
+    eprintln!("captured, 60 requests over one connection: {by_instance:?}");
+    for replica in REPLICAS {
+        let share = by_instance.get(replica).copied().unwrap_or_default();
+        assert!(share >= 5, "{replica} answered {share} of 60");
+    }
+    fs::remove_dir_all(&config)?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn h2_upgrade_policy_decides_what_endpoints_get() -> Result<()> {
     let web = WebLoopback::start("h2-upgrade", NO_FAILURES, "").await?;
@@ -92,6 +136,43 @@ async fn h2_upgrade_policy_decides_what_endpoints_get() -> Result<()> {
             // Host and :authority carry the same name across protocols, the path intact.
             assert_eq!(header_text(&response, HOST), host, "{case}");
             assert_eq!(header_text(&response, PATH), "/hello", "{case}");
+        }
+    }
+    Ok(())
+}
+
+/// Hop-by-hop headers describe one connection: the client's stay off the endpoint's, and the
+/// endpoint's `Connection: close` closes its own connection, not the client's kept-alive one.
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_headers_stay_on_their_hop() -> Result<()> {
+    let web = WebLoopback::start("hop-by-hop", NO_FAILURES, "").await?;
+    let mut connection = Connection::open(web.outbound(), Version::HTTP_11).await?;
+    for host in [WEB, WEB_H2, WEB, WEB_H2] {
+        let mut request = get(host, "/");
+        for (name, value) in [
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "for strait only"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("x-end-to-end", "for the endpoint"),
+            (CLOSE, "please"),
+        ] {
+            request.headers_mut().insert(name, value.parse()?);
+        }
+        // Over the same connection each time: strait must not have closed it.
+        let response = connection.send(request).await?;
+        assert_eq!(response.status(), StatusCode::OK, "{host}: {response:?}");
+        assert!(
+            response.headers().get("connection").is_none(),
+            "{response:?}"
+        );
+        let saw: Vec<&str> = header_text(&response, SAW).split(',').collect();
+        assert!(saw.contains(&"x-end-to-end"), "{host}: {saw:?}");
+        for hop in ["connection", "x-hop", "keep-alive", "proxy-connection"] {
+            assert!(
+                !saw.contains(&hop),
+                "{host}: the endpoint saw {hop}: {saw:?}"
+            );
         }
     }
     Ok(())
@@ -270,25 +351,23 @@ async fn within<F: std::future::Future>(future: F) -> Result<F::Output> {
         .context("no answer within 10 s")
 }
 
-/// One response, as curl's `--write-out` reports it.
+/// One response, as a client saw it.
 #[derive(Debug)]
 struct Transfer {
-    /// New connections it made: 0 when it reused one.
+    /// New connections it took: 0 when it reused one.
     connects: u32,
     instance: String,
     protocol: String,
+    /// The `Host` (or `:authority`) the endpoint got.
+    host: String,
 }
 
-/// `count` GETs to `web` in one curl run over HTTP/1.1, connecting to strait whatever the
-/// name resolves to.
+/// `count` GETs to `web` in one curl run, over one HTTP/1.1 connection to strait's listener.
 async fn curl(web: &WebLoopback, count: usize) -> Result<Vec<Transfer>> {
-    let write_out = format!("%{{num_connects}} %header{{{INSTANCE}}} %header{{{PROTOCOL}}}\\n");
     let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--http1.1"])
         .arg("--connect-to")
         .arg(format!("{WEB}:80:{}", web.outbound()))
-        .args(["--write-out", &write_out])
-        .arg(format!("http://{WEB}/[1-{count}]"))
+        .args(curl_args(&format!("http://{WEB}/"), count))
         .stdin(Stdio::null())
         .output()
         .await?;
@@ -298,6 +377,30 @@ async fn curl(web: &WebLoopback, count: usize) -> Result<Vec<Transfer>> {
         "curl: {}{stdout}",
         String::from_utf8_lossy(&output.stderr)
     );
+    transfers(&stdout, count)
+}
+
+/// curl's arguments for `count` GETs to `url` (paths `1`..`count` under it) over HTTP/1.1,
+/// each reported on a line of its own.
+fn curl_args(url: &str, count: usize) -> Vec<String> {
+    let report = format!(
+        "%{{num_connects}} %header{{{INSTANCE}}} %header{{{PROTOCOL}}} %header{{{HOST}}}\\n"
+    );
+    let url = format!("{url}[1-{count}]");
+    [
+        "--silent",
+        "--show-error",
+        "--http1.1",
+        "--write-out",
+        &report,
+        &url,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The transfers curl reported (see [`curl_args`]), `count` of them.
+fn transfers(stdout: &str, count: usize) -> Result<Vec<Transfer>> {
     let transfers: Vec<Transfer> = stdout
         .lines()
         .filter_map(|line| {
@@ -306,11 +409,21 @@ async fn curl(web: &WebLoopback, count: usize) -> Result<Vec<Transfer>> {
                 connects: fields.next()?.parse().ok()?,
                 instance: fields.next()?.to_owned(),
                 protocol: fields.next()?.to_owned(),
+                host: fields.next()?.to_owned(),
             })
         })
         .collect();
-    ensure!(transfers.len() == count, "curl: {stdout}");
+    ensure!(transfers.len() == count, "curl reported: {stdout}");
     Ok(transfers)
+}
+
+/// Replicas that answered, and how often.
+fn by_instance(transfers: &[Transfer]) -> HashMap<&str, usize> {
+    let mut counts = HashMap::new();
+    for transfer in transfers {
+        *counts.entry(transfer.instance.as_str()).or_default() += 1;
+    }
+    counts
 }
 
 /// Whether curl runs here; otherwise a loud skip (or a failure where skips are forbidden).

@@ -1,7 +1,8 @@
 //! Servers and clients for the lab, one line of output per event.
 //!
 //! `serve` prints `listening ADDR` once bound (readiness), then per connection reads the request
-//! until the client half-closes and answers `NAME received N`. `call` prints one JSON line per
+//! until the client half-closes and answers `NAME received N`. `http-serve` is the HTTP/1.1 and
+//! HTTP/2 echo server of the HTTP tests (`strait_tests::web`), with the same readiness line. `call` prints one JSON line per
 //! call, with the peer address the client saw (`getpeername()`), so tests and the lab can tell
 //! which replica answered and what the application observed. `bench` is the load generator of
 //! `cargo xtask bench`: short connections from many workers, one JSON summary line.
@@ -31,6 +32,13 @@ struct Cli {
 enum Cmd {
     /// Answer each connection with `NAME received N` once the client half-closes.
     Serve {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        name: String,
+    },
+    /// Answer HTTP/1.1 and HTTP/2 requests as `strait_tests::web::EchoServer` does.
+    HttpServe {
         #[arg(long)]
         listen: SocketAddr,
         #[arg(long)]
@@ -80,6 +88,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Serve { listen, name } => serve(listen, &name),
+        Cmd::HttpServe { listen, name } => http_serve(listen, &name),
         Cmd::Call {
             to,
             send,
@@ -126,6 +135,14 @@ fn serve(listen: SocketAddr, name: &str) -> io::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         say(&format!("listening {}", listener.local_addr()?));
         accept_loop(listener, name.into()).await
+    })
+}
+
+fn http_serve(listen: SocketAddr, name: &str) -> io::Result<()> {
+    runtime()?.block_on(async {
+        let server = strait_tests::web::EchoServer::bind(listen, name, None).await?;
+        say(&format!("listening {}", server.addr));
+        std::future::pending().await
     })
 }
 

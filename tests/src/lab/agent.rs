@@ -26,6 +26,17 @@ impl Lab {
         Ok(server)
     }
 
+    /// Starts the HTTP echo server (`strait_tests::web::EchoServer`) in `pod` on `port`, named
+    /// `name`; returns once it listens.
+    pub fn serve_http_echo(&mut self, pod: &Pod, port: u16, name: &str) -> Result<ChildHandle> {
+        let mut cmd = self.pod_command(pod, lab_agent_bin());
+        cmd.args(["http-serve", "--listen", &format!("0.0.0.0:{port}")])
+            .args(["--name", name]);
+        let mut server = self.spawn(cmd)?;
+        wait_for_line(&mut server, |l| l.starts_with("listening"), SERVER_READY)?;
+        Ok(server)
+    }
+
     /// One call from `pod` to `to` sending `send` bytes, giving up after `timeout` at each step:
     /// the agent's JSON report (`ok`, `peer`, `reply`, `sent`, `received`, or `error`).
     pub fn agent_call(

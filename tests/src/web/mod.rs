@@ -18,7 +18,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-pub use server::{EchoServer, HOST, INSTANCE, PATH, PROTOCOL};
+pub use server::{EchoServer, CLOSE, HOST, INSTANCE, PATH, PROTOCOL, SAW};
 
 use crate::{greeter::loopback::config_dir, lab::LocalStrait, manifests};
 
@@ -27,6 +27,8 @@ pub const REPLICAS: [&str; 3] = ["replica-a", "replica-b", "replica-c"];
 pub const WEB: &str = "web.default";
 /// The Service whose endpoints get HTTP/2 (`h2UpgradePolicy: UPGRADE`).
 pub const WEB_H2: &str = "web-h2.default";
+/// `web`'s cluster IP and port.
+pub const WEB_VIP: &str = "10.96.0.40:80";
 pub const WEB_LABEL: &str = "destination_service=\"web.default.svc.cluster.local\"";
 
 pub struct WebLoopback {
@@ -48,7 +50,8 @@ impl WebLoopback {
             replicas.push(EchoServer::start(name, fail_every(name)).await?);
         }
         let config = config_dir(&format!("http-{name}"))?;
-        fs::write(config.join("web.yaml"), web_manifests(&replicas))?;
+        let pods = replicas.iter().map(|r| (r.name.as_str(), r.addr));
+        fs::write(config.join("web.yaml"), web_manifests(pods))?;
         fs::write(config.join("policy.yaml"), manifests)?;
         // strait's readiness is awaited with blocking polls: off the runtime's workers.
         let strait = tokio::task::block_in_place(|| LocalStrait::start(&config, &[] as &[&str]))?;
@@ -83,8 +86,9 @@ impl Drop for WebLoopback {
     }
 }
 
-/// `web` and `web-h2` over pods named after the replicas, each at its `http` container port.
-fn web_manifests(replicas: &[EchoServer]) -> String {
+/// `web` (10.96.0.40:80) and `web-h2` (10.96.0.41:80) over pods (name, address), each at its
+/// `http` container port.
+pub fn web_manifests<'a>(pods: impl IntoIterator<Item = (&'a str, SocketAddr)>) -> String {
     let service = |name, vip: &str| manifests::Service {
         name,
         app: "web",
@@ -96,11 +100,11 @@ fn web_manifests(replicas: &[EchoServer]) -> String {
     let upgrade = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
         metadata: {name: web-h2, namespace: default}\n\
         spec: {host: web-h2, trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}}\n";
-    let pods = replicas
-        .iter()
-        .map(|r| manifests::pod(&r.name, "web", r.addr.ip(), &[("http", r.addr.port())]));
+    let pods = pods
+        .into_iter()
+        .map(|(name, addr)| manifests::pod(name, "web", addr.ip(), &[("http", addr.port())]));
     let documents = [
-        service("web", "10.96.0.40:80").yaml(),
+        service("web", WEB_VIP).yaml(),
         service("web-h2", "10.96.0.41:80").yaml(),
         upgrade.to_owned(),
     ];

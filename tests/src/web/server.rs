@@ -1,8 +1,10 @@
 //! [`EchoServer`]: an HTTP endpoint for the tests, speaking HTTP/1.1 and HTTP/2 (prior
 //! knowledge) on one port, that says in every response what it received:
 //! - `x-instance`: its name; `x-protocol`: the request's HTTP version as it saw it (`HTTP/1.1`,
-//!   `HTTP/2.0`); `x-path` and `x-host` (the `Host`, or the `:authority`);
+//!   `HTTP/2.0`); `x-path` and `x-host` (the `Host`, or the `:authority`); `x-saw`: the names
+//!   of the request's headers;
 //! - the body: the request body, echoed;
+//! - a request with `x-close` is answered with `Connection: close` (HTTP/1.1);
 //! - every `fail_every`-th request is answered 503 instead;
 //! - a WebSocket handshake is answered 101, and the connection then echoes what it gets.
 
@@ -30,8 +32,11 @@ pub const INSTANCE: &str = "x-instance";
 pub const PROTOCOL: &str = "x-protocol";
 pub const PATH: &str = "x-path";
 pub const HOST: &str = "x-host";
+pub const SAW: &str = "x-saw";
+/// Asks for `Connection: close` on the response.
+pub const CLOSE: &str = "x-close";
 
-/// Serves on loopback, on the caller's runtime, until dropped.
+/// Serves on the caller's runtime until dropped.
 pub struct EchoServer {
     pub name: String,
     pub addr: SocketAddr,
@@ -40,9 +45,17 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// `fail_every`: answer every Nth request 503 (1: all of them).
+    /// On a loopback port of its own. `fail_every`: answer every Nth request 503 (1: all).
     pub async fn start(name: &str, fail_every: Option<NonZeroUsize>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::bind("127.0.0.1:0".parse().expect("an address"), name, fail_every).await
+    }
+
+    pub async fn bind(
+        listen: SocketAddr,
+        name: &str,
+        fail_every: Option<NonZeroUsize>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicUsize::new(0));
         let echo = Echo {
@@ -95,7 +108,9 @@ struct Echo {
 impl Echo {
     async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let count = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        let fail = self.fail_every.is_some_and(|n| count.is_multiple_of(n.get()));
+        let fail = self
+            .fail_every
+            .is_some_and(|n| count.is_multiple_of(n.get()));
         let mut response = match is_websocket(&request) {
             true => switch_to_echo(request),
             false => self.echo(request, fail).await,
@@ -120,7 +135,13 @@ impl Echo {
             .map(|a| a.as_str())
             .or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
             .unwrap_or_default();
+        let mut saw: Vec<&str> = parts.headers.keys().map(|name| name.as_str()).collect();
+        saw.sort();
         let headers = response.headers_mut();
+        headers.insert(SAW, value(&saw.join(",")));
+        if parts.headers.contains_key(CLOSE) && parts.version == http::Version::HTTP_11 {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         headers.insert(PROTOCOL, value(&format!("{:?}", parts.version)));
         headers.insert(PATH, value(parts.uri.path()));
         headers.insert(HOST, value(host));
