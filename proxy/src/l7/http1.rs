@@ -36,7 +36,10 @@ impl L7Proxy {
         let drain = self.drain.clone();
         let service = service_fn(move |request| {
             let proxy = self.clone();
-            async move { Ok::<_, Infallible>(proxy.forward_http1(request, destination).await) }
+            // Boxed, as HTTP/2's: a request's state is kilobytes, cheaper moved as a pointer.
+            Box::pin(
+                async move { Ok::<_, Infallible>(proxy.forward_http1(request, destination).await) },
+            )
         });
         // No header read timeout: hyper's also runs while a kept-alive connection waits for
         // its next request, and the TCP relay this replaces closed no idle connection.
