@@ -10,6 +10,7 @@ use std::{
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
+use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use strait_tests::{
     greeter::loopback::config_dir,
@@ -173,6 +174,35 @@ async fn hop_by_hop_headers_stay_on_their_hop() -> Result<()> {
                 !saw.contains(&hop),
                 "{host}: the endpoint saw {hop}: {saw:?}"
             );
+        }
+    }
+    Ok(())
+}
+
+/// A response starts as soon as the endpoint answers, while the request body is still on its
+/// way, both ways at once: the client sends its next chunk only once it got the response's
+/// head, and the echo of the previous one.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_stream_both_ways_at_once() -> Result<()> {
+    let web = WebLoopback::start("full-duplex", NO_FAILURES, "").await?;
+    for client in CLIENTS {
+        let mut connection = Connection::open(web.outbound(), client).await?;
+        for host in [WEB, WEB_H2] {
+            let case = format!("{client:?} client to {host}");
+            let (chunks, body) = tokio::sync::mpsc::channel(1);
+            let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(body));
+            let request = Request::post(format!("http://{host}/stream")).body(body.boxed())?;
+            let mut response = within(connection.start(request)).await??;
+            assert_eq!(response.status(), StatusCode::OK, "{case}");
+            for chunk in ["ping", "pong"] {
+                chunks.send(Ok(Frame::data(Bytes::from(chunk)))).await?;
+                let frame = within(response.body_mut().frame()).await?;
+                let echoed = frame.context("the echo ended")??.into_data().ok();
+                assert_eq!(echoed.as_deref(), Some(chunk.as_bytes()), "{case}");
+            }
+            drop(chunks);
+            let rest = within(response.into_body().collect()).await??;
+            assert!(rest.to_bytes().is_empty(), "{case}");
         }
     }
     Ok(())

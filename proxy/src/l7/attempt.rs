@@ -1,9 +1,10 @@
 //! One try of a request: an endpoint picked, a pooled connection to it in the HTTP it is to
 //! get ([`upstream_version`]), the request sent, and the response's start awaited.
 //!
-//! While another try is still possible, the response is held back until its first body frame:
-//! a response whose trailers come before any data (how a gRPC server fails a call once it has
-//! sent headers) can still be retried on its trailers' `grpc-status`, which Envoy never reads.
+//! While another try is still possible, a gRPC response is held back until its first body
+//! frame: a response whose trailers come before any data (how a gRPC server fails a call once
+//! it has sent headers) can still be retried on its trailers' `grpc-status`, which Envoy never
+//! reads.
 //! Once data is on its way to the client, the try is final.
 
 use std::net::SocketAddr;
@@ -77,7 +78,7 @@ pub struct TryDeadline {
 
 impl L7Proxy {
     /// One try: sends `request` to an endpoint of `destination`, avoiding `tried` when another
-    /// is available; with `hold`, waits for the response's first body frame too. A try that
+    /// is available; with `hold`, waits for a gRPC response's first body frame too. A try that
     /// fails on its endpoint is reported to outlier detection here; one that answers, when its
     /// response ends.
     pub(super) async fn attempt(
@@ -136,6 +137,9 @@ impl L7Proxy {
     ) -> Result<(Lease<RequestBody>, Response<Incoming>, Option<Frame<Bytes>>), Failure> {
         let pool = &destination.policy.connection_pool;
         let websocket = headers::upgrade(&request) == Some(Upgrade::WebSocket);
+        // Only a gRPC response can still fail in trailers after its headers; any other is
+        // judged by its status and goes on at once (server-sent events start streaming).
+        let hold = hold && grpc::is_grpc(&request);
         let version = upstream_version(destination.protocol, pool, &request, websocket);
         headers::remove_hop_by_hop(request.headers_mut(), websocket);
         headers::for_upstream(&mut request, version, pick.endpoint());

@@ -14,7 +14,10 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{combinators::BoxBody, BodyExt};
-use hyper::client::conn::{http1, http2};
+use hyper::{
+    body::Incoming,
+    client::conn::{http1, http2},
+};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
@@ -139,9 +142,18 @@ impl Connection {
     }
 
     /// Sends `request` (an absolute URI: `http://HOST/PATH`) and reads its response to the
-    /// end. Over HTTP/1.1 the request goes as clients send it: its path, and `Host`.
-    pub async fn send(&mut self, mut request: Request<Body>) -> Result<Response<Bytes>> {
-        let response = match self {
+    /// end.
+    pub async fn send(&mut self, request: Request<Body>) -> Result<Response<Bytes>> {
+        let response = self.start(request).await?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Sends `request` (an absolute URI: `http://HOST/PATH`): the response, once its head
+    /// arrived. Over HTTP/1.1 the request goes as clients send it: its path, and `Host`.
+    pub async fn start(&mut self, mut request: Request<Body>) -> Result<Response<Incoming>> {
+        Ok(match self {
             Self::Http2(sender) => {
                 sender.ready().await?;
                 sender.send_request(request).await?
@@ -155,10 +167,7 @@ impl Connection {
                 sender.ready().await?;
                 sender.send_request(request).await?
             }
-        };
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok(Response::from_parts(parts, body))
+        })
     }
 }
 

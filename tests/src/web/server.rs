@@ -3,7 +3,7 @@
 //! - `x-instance`: its name; `x-protocol`: the request's HTTP version as it saw it (`HTTP/1.1`,
 //!   `HTTP/2.0`); `x-path` and `x-host` (the `Host`, or the `:authority`); `x-saw`: the names
 //!   of the request's headers;
-//! - the body: the request body, echoed;
+//! - the body: the request body, echoed as it arrives (the response starts at once);
 //! - a request with `x-close` is answered with `Connection: close` (HTTP/1.1);
 //! - every `fail_every`-th request is answered 503 instead;
 //! - a WebSocket handshake is answered 101, and the connection then echoes what it gets.
@@ -20,13 +20,16 @@ use std::{
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
+
+/// What it answers with: the request body streamed back, or nothing.
+type EchoBody = BoxBody<Bytes, hyper::Error>;
 
 pub const INSTANCE: &str = "x-instance";
 pub const PROTOCOL: &str = "x-protocol";
@@ -68,7 +71,7 @@ impl EchoServer {
                 let echo = echo.clone();
                 let service = service_fn(move |request| {
                     let echo = echo.clone();
-                    async move { Ok::<_, Infallible>(echo.answer(request).await) }
+                    async move { Ok::<_, Infallible>(echo.answer(request)) }
                 });
                 tokio::spawn(async move {
                     let builder = auto::Builder::new(TokioExecutor::new());
@@ -106,47 +109,43 @@ struct Echo {
 }
 
 impl Echo {
-    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    fn answer(&self, request: Request<Incoming>) -> Response<EchoBody> {
         let count = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         let fail = self
             .fail_every
             .is_some_and(|n| count.is_multiple_of(n.get()));
         let mut response = match is_websocket(&request) {
             true => switch_to_echo(request),
-            false => self.echo(request, fail).await,
+            false => echo(request, fail),
         };
         response.headers_mut().insert(INSTANCE, self.name.clone());
         response
     }
+}
 
-    async fn echo(&self, request: Request<Incoming>, fail: bool) -> Response<Full<Bytes>> {
-        let (parts, body) = request.into_parts();
-        let body = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return status(StatusCode::BAD_REQUEST),
-        };
-        let mut response = Response::new(Full::new(body));
-        if fail {
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        }
-        let host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
-            .unwrap_or_default();
-        let mut saw: Vec<&str> = parts.headers.keys().map(|name| name.as_str()).collect();
-        saw.sort();
-        let headers = response.headers_mut();
-        headers.insert(SAW, value(&saw.join(",")));
-        if parts.headers.contains_key(CLOSE) && parts.version == http::Version::HTTP_11 {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        headers.insert(PROTOCOL, value(&format!("{:?}", parts.version)));
-        headers.insert(PATH, value(parts.uri.path()));
-        headers.insert(HOST, value(host));
-        response
+fn echo(request: Request<Incoming>, fail: bool) -> Response<EchoBody> {
+    let (parts, body) = request.into_parts();
+    let mut response = Response::new(body.boxed());
+    if fail {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
+        .unwrap_or_default();
+    let mut saw: Vec<&str> = parts.headers.keys().map(|name| name.as_str()).collect();
+    saw.sort();
+    let headers = response.headers_mut();
+    headers.insert(SAW, value(&saw.join(",")));
+    if parts.headers.contains_key(CLOSE) && parts.version == http::Version::HTTP_11 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    headers.insert(PROTOCOL, value(&format!("{:?}", parts.version)));
+    headers.insert(PATH, value(parts.uri.path()));
+    headers.insert(HOST, value(host));
+    response
 }
 
 fn is_websocket<B>(request: &Request<B>) -> bool {
@@ -157,7 +156,7 @@ fn is_websocket<B>(request: &Request<B>) -> bool {
 }
 
 /// 101, then whatever arrives on the upgraded connection is sent back.
-fn switch_to_echo(mut request: Request<Incoming>) -> Response<Full<Bytes>> {
+fn switch_to_echo(mut request: Request<Incoming>) -> Response<EchoBody> {
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
@@ -171,8 +170,9 @@ fn switch_to_echo(mut request: Request<Incoming>) -> Response<Full<Bytes>> {
     response
 }
 
-fn status(code: StatusCode) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::default());
+fn status(code: StatusCode) -> Response<EchoBody> {
+    let empty = Full::default().map_err(|never| match never {});
+    let mut response = Response::new(empty.boxed());
     *response.status_mut() = code;
     response
 }
