@@ -141,7 +141,10 @@ impl L7Proxy {
         // judged by its status and goes on at once (server-sent events start streaming).
         let hold = hold && grpc::is_grpc(&request);
         let version = upstream_version(destination.protocol, pool, &request, websocket);
-        headers::remove_hop_by_hop(request.headers_mut(), websocket);
+        // HTTP/2 has no connection-specific fields (h2 refuses a request carrying them).
+        if request.version() != Version::HTTP_2 {
+            headers::remove_hop_by_hop(request.headers_mut(), websocket);
+        }
         headers::for_upstream(&mut request, version, pick.endpoint());
         let limits = Limits::from(pool);
         let mut lease = match version {
@@ -154,7 +157,9 @@ impl L7Proxy {
             pick.observe(started.elapsed());
         }
         let switched = websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        headers::remove_hop_by_hop(response.headers_mut(), switched);
+        if response.version() != Version::HTTP_2 {
+            headers::remove_hop_by_hop(response.headers_mut(), switched);
+        }
         let held = match hold && !is_complete(&response) {
             true => response
                 .body_mut()

@@ -83,6 +83,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// `Host` from the client's `:authority`. A request with neither (HTTP/1.0) is for
 /// `endpoint`.
 pub fn for_upstream<B>(request: &mut Request<B>, version: Version, endpoint: SocketAddr) {
+    let uri = request.uri();
+    if version == Version::HTTP_2 && uri.scheme().is_some() && uri.authority().is_some() {
+        // An HTTP/2 request (or an absolute-form HTTP/1 one) is already in HTTP/2's form.
+        request.headers_mut().remove(HOST);
+        *request.version_mut() = version;
+        return;
+    }
     let authority = request
         .uri()
         .authority()
