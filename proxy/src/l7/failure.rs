@@ -7,7 +7,11 @@ use std::error::Error as _;
 use http::{Response, StatusCode};
 
 use super::{grpc, load::TooManyRequests, ProxyBody};
-use crate::{config::TryOutcome, telemetry::ResponseFlags, upstream::pool::PoolError};
+use crate::{
+    config::{route::AbortStatus, TryOutcome},
+    telemetry::ResponseFlags,
+    upstream::pool::PoolError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -27,6 +31,9 @@ pub enum Failure {
     UpstreamReset(hyper::Error),
     #[error("{}", grpc::TIMEOUT_MESSAGE)]
     Timeout { per_try: bool },
+    /// The route's fault injection aborted the request with this status.
+    #[error("fault filter abort")]
+    FaultAbort(AbortStatus),
     /// CONNECT, or an upgrade other than WebSocket.
     #[error("upgrade failed")]
     UpgradeRefused,
@@ -58,6 +65,7 @@ impl Failure {
             Self::Timeout { .. } => ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
             // Envoy has no flag for it either (its response details say `upgrade_failed`).
             Self::UpgradeRefused => ResponseFlags::NONE,
+            Self::FaultAbort(_) => ResponseFlags::FAULT_INJECTED,
         }
     }
 
@@ -74,7 +82,7 @@ impl Failure {
                 None
             }
             Self::UpgradeRefused => None,
-            Self::Timeout { per_try: false } => None,
+            Self::Timeout { per_try: false } | Self::FaultAbort(_) => None,
         }
     }
 
@@ -92,6 +100,16 @@ impl Failure {
     /// gRPC client may retry by its own policy.
     pub fn response(&self, is_grpc: bool) -> Response<ProxyBody> {
         let message = self.to_string();
+        match *self {
+            // As Envoy's fault filter: the status the route names, gRPC in trailers-only.
+            Self::FaultAbort(AbortStatus::Grpc(code)) => {
+                return grpc::trailers_only_code(code, &message)
+            }
+            Self::FaultAbort(AbortStatus::Http(status)) => {
+                return grpc::http_error(status, &message)
+            }
+            _ => {}
+        }
         if is_grpc {
             let code = match self {
                 Self::Timeout { .. } => grpc::Code::DeadlineExceeded,

@@ -37,13 +37,18 @@ pub fn status(headers: &http::HeaderMap) -> Option<u16> {
 /// A trailers-only response: HTTP 200, `grpc-status` and `grpc-message` in the only HEADERS
 /// frame, which ends the stream.
 pub fn trailers_only(code: Code, message: &str) -> Response<ProxyBody> {
+    trailers_only_code(code as u16, message)
+}
+
+/// [`trailers_only`] with any status code.
+pub fn trailers_only_code(code: u16, message: &str) -> Response<ProxyBody> {
     let mut response = Response::new(empty());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    headers.insert("grpc-status", HeaderValue::from(code as u16));
+    headers.insert("grpc-status", HeaderValue::from(code));
     headers.insert("grpc-message", percent_encode(message));
     response
 }

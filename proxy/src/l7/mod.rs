@@ -19,6 +19,7 @@ pub mod http1;
 mod load;
 mod replay;
 mod retry;
+mod route_actions;
 mod sniff;
 
 pub use sniff::{sniff, ClientProtocol};
@@ -180,15 +181,17 @@ impl L7Proxy {
         let model = self.model.borrow().clone();
         let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
         let route = model.http_route(&port, &request).ok_or(Failure::NoRoute)?;
-        let backend = route
-            .destinations
-            .pick(fastrand::u32(..))
+        let chosen = route.destinations.pick(fastrand::u32(..));
+        let backend = chosen
             .target
             .backend()
             .map_err(|unresolved| Failure::NoCluster(unresolved.to_string()))?;
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
+        route_actions::inject_fault(&route.fault, deadline, &mut record.outcome.flags).await?;
+        let mut request = request;
+        route_actions::shape_request(route, chosen, &mut request, port.port());
         let policy = &backend.traffic_policy;
         let target = attempt::Destination {
             key: &backend.key,
@@ -224,7 +227,10 @@ impl L7Proxy {
                 if tries.exhausted(outcome) {
                     record.outcome.flags |= ResponseFlags::RETRY_LIMIT_EXCEEDED;
                 }
-                let answered = result.map_err(|(failure, _)| failure)?;
+                let mut answered = result.map_err(|(failure, _)| failure)?;
+                chosen
+                    .response_headers
+                    .apply(answered.response.headers_mut());
                 return Ok(FinalTry {
                     answered,
                     active,

@@ -566,3 +566,85 @@ async fn a_route_to_no_service_is_no_route() {
         1
     );
 }
+
+/// A VirtualService for `up` whose one route has `route` (YAML flow mapping entries).
+fn up_route(route: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+         metadata: {{name: up, namespace: default}}\n\
+         spec: {{hosts: [up], http: [{{route: [{{destination: {{host: up}}}}], {route}}}]}}\n"
+    )
+}
+
+#[tokio::test]
+async fn a_fault_abort_answers_for_the_endpoint() {
+    let up = Upstream::start(ok_reply()).await;
+    let abort = "fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}";
+    let proxy = Proxy::start(&[&up], &up_route(abort)).await;
+    let response = proxy.call(&[]).await;
+    assert_eq!(response.headers()["grpc-status"], "14", "{response:?}");
+    assert_eq!(up.requests(), 0);
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"14\"", "response_flags=\"FI\""]),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_fault_abort_takes_its_percentage() {
+    let up = Upstream::start(ok_reply()).await;
+    let abort =
+        "fault: {abort: {httpStatus: 503, percentage: {value: 50}}}, retries: {attempts: 0}";
+    let proxy = Proxy::start(&[&up], &up_route(abort)).await;
+    for _ in 0..400 {
+        drop(proxy.call(&[]).await);
+    }
+    let aborted = proxy.count(&["response_code=\"503\"", "response_flags=\"FI\""]);
+    assert!((170..=230).contains(&aborted), "{aborted} of 400 aborted");
+    assert_eq!(up.requests() as u64, 400 - aborted);
+}
+
+#[tokio::test]
+async fn a_fault_delay_counts_against_the_deadline() {
+    let up = Upstream::start(ok_reply()).await;
+    let delay = "fault: {delay: {fixedDelay: 300ms, percentage: {value: 100}}}";
+    let proxy = Proxy::start(&[&up], &up_route(delay)).await;
+    let started = tokio::time::Instant::now();
+    let (_, trailers) = finish(proxy.call(&[]).await).await;
+    assert_eq!(trailers["grpc-status"], "0");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"0\"", "response_flags=\"DI\""]),
+        1
+    );
+    // The client's deadline passes during the delay: DEADLINE_EXCEEDED, the endpoint never
+    // asked.
+    let response = proxy.call(&[("grpc-timeout", "100m")]).await;
+    assert_eq!(response.headers()["grpc-status"], "4", "{response:?}");
+    assert_eq!(up.requests(), 1);
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"4\"", "response_flags=\"UT,DI\""]),
+        1
+    );
+}
+
+#[tokio::test]
+async fn routes_rewrite_and_change_headers() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let up = Upstream::start(handler(move |request: Request<Incoming>| {
+        let _ = seen_tx.send((
+            request.uri().path().to_owned(),
+            request.headers().get("x-canary").cloned(),
+        ));
+        async { grpc_reply(vec![message(), status_trailers(0)], false) }
+    }))
+    .await;
+    let actions = "rewrite: {uri: /helloworld.Greeter/}, \
+        headers: {request: {set: {x-canary: \"yes\"}}, response: {add: {x-served-by: strait}}}";
+    let proxy = Proxy::start(&[&up], &up_route(actions)).await;
+    let response = proxy.call(&[]).await;
+    assert_eq!(response.headers()["x-served-by"], "strait");
+    let (path, canary) = seen.recv().await.unwrap();
+    assert_eq!(path, "/helloworld.Greeter/helloworld.Greeter/SayHello");
+    assert_eq!(canary.unwrap(), "yes");
+}

@@ -27,15 +27,21 @@ impl ResponseFlags {
     pub const DOWNSTREAM_TERMINATION: Self = Self(1 << 6);
     /// Retries were exhausted: the answer is the last try's.
     pub const RETRY_LIMIT_EXCEEDED: Self = Self(1 << 7);
+    /// The route's fault injection delayed the request.
+    pub const DELAY_INJECTED: Self = Self(1 << 8);
+    /// The route's fault injection aborted the request.
+    pub const FAULT_INJECTED: Self = Self(1 << 9);
 
     /// In Envoy's order (its `ResponseFlagUtils` table).
-    const NAMES: [(Self, &'static str); 8] = [
+    const NAMES: [(Self, &'static str); 10] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::UPSTREAM_RESET, "UR"),
         (Self::UPSTREAM_CONNECT_FAILURE, "UF"),
         (Self::UPSTREAM_OVERFLOW, "UO"),
         (Self::NO_ROUTE, "NR"),
+        (Self::DELAY_INJECTED, "DI"),
+        (Self::FAULT_INJECTED, "FI"),
         (Self::DOWNSTREAM_TERMINATION, "DC"),
         (Self::RETRY_LIMIT_EXCEEDED, "URX"),
     ];
