@@ -181,6 +181,9 @@ impl L7Proxy {
         let model = self.model.borrow().clone();
         let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
         let route = model.http_route(&port, &request).ok_or(Failure::NoRoute)?;
+        let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
+        // Envoy's fault filter runs before its router: a route to nowhere is delayed too.
+        route_actions::inject_fault(&route.fault, deadline, &mut record.outcome.flags).await?;
         let chosen = route.destinations.pick(fastrand::u32(..));
         let backend = chosen
             .target
@@ -188,8 +191,6 @@ impl L7Proxy {
             .map_err(|unresolved| Failure::NoCluster(unresolved.to_string()))?;
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
-        let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
-        route_actions::inject_fault(&route.fault, deadline, &mut record.outcome.flags).await?;
         let mut request = request;
         route_actions::shape_request(route, chosen, &mut request, port.port());
         let policy = &backend.traffic_policy;
