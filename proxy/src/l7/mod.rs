@@ -180,6 +180,9 @@ impl L7Proxy {
     ) -> Result<FinalTry, Failure> {
         let model = self.model.borrow().clone();
         let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
+        // The Service asked for, until a destination is chosen: what a fault is counted under.
+        let asked = port.service();
+        record.outcome.service = Some((asked.name.clone(), asked.namespace.clone()));
         let route = model.http_route(&port, &request).ok_or(Failure::NoRoute)?;
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
         // Envoy's fault filter runs before its router: a route to nowhere is delayed too.
