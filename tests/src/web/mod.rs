@@ -103,6 +103,12 @@ pub fn web_manifests<'a>(pods: impl IntoIterator<Item = (&'a str, SocketAddr)>) 
     let upgrade = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
         metadata: {name: web-h2, namespace: default}\n\
         spec: {host: web-h2, trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}}\n";
+    // Round robin: these tests are about routing and per-request balancing, which a
+    // latency-driven spread on a busy machine would blur (the default balancer's spread is
+    // `grpc_balance.rs`'s subject).
+    let round_robin = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+        metadata: {name: web, namespace: default}\n\
+        spec: {host: web, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}\n";
     let pods = pods
         .into_iter()
         .map(|(name, addr)| manifests::pod(name, "web", addr.ip(), &[("http", addr.port())]));
@@ -110,6 +116,7 @@ pub fn web_manifests<'a>(pods: impl IntoIterator<Item = (&'a str, SocketAddr)>) 
         service("web", WEB_VIP).yaml(),
         service("web-h2", "10.96.0.41:80").yaml(),
         upgrade.to_owned(),
+        round_robin.to_owned(),
     ];
     manifests::documents(documents.into_iter().chain(pods))
 }
