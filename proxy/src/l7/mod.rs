@@ -51,7 +51,10 @@ use self::{
 };
 use crate::{
     balance::{Balancers, Pick},
-    config::{GrpcCodes, Model, ServicePortRef, TryOutcome},
+    config::{
+        route::{HttpRoute, RouteDestination},
+        Backend, GrpcCodes, Model, ServicePortRef, TryOutcome,
+    },
     telemetry::{
         requests::{RequestMetrics, RequestOutcome},
         ResponseFlags,
@@ -170,20 +173,20 @@ impl L7Proxy {
         }
     }
 
-    /// Resolves the request's route and sends it, retrying as the route says, until a try is
-    /// final.
-    async fn exchange(
+    /// What the request's route decides: its destination and deadline, after the route's
+    /// fault (if any) and with the request head shaped for the destination.
+    async fn route<'m>(
         &self,
-        request: Request<Incoming>,
+        model: &'m Model,
         destination: Destination,
+        request: &mut Request<Incoming>,
         record: &mut Record,
-    ) -> Result<FinalTry, Failure> {
-        let model = self.model.borrow().clone();
-        let port = resolve(&model, destination, &request).ok_or(Failure::NoRoute)?;
+    ) -> Result<Routed<'m>, Failure> {
+        let port = resolve(model, destination, request).ok_or(Failure::NoRoute)?;
         // The Service asked for, until a destination is chosen: what a fault is counted under.
         let asked = port.service();
         record.outcome.service = Some((asked.name.clone(), asked.namespace.clone()));
-        let route = model.http_route(&port, &request).ok_or(Failure::NoRoute)?;
+        let route = model.http_route(&port, request).ok_or(Failure::NoRoute)?;
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
         // Envoy's fault filter runs before its router: a route to nowhere is delayed too.
         route_actions::inject_fault(&route.fault, deadline, &mut record.outcome.flags).await?;
@@ -194,8 +197,31 @@ impl L7Proxy {
             .map_err(|unresolved| Failure::NoCluster(unresolved.to_string()))?;
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
-        let mut request = request;
-        route_actions::shape_request(route, chosen, &mut request, port.port());
+        route_actions::shape_request(route, chosen, request, port.port());
+        Ok(Routed {
+            route,
+            chosen,
+            backend,
+            deadline,
+        })
+    }
+
+    /// Routes the request and sends it, retrying as the route says, until a try is final.
+    async fn exchange(
+        &self,
+        mut request: Request<Incoming>,
+        destination: Destination,
+        record: &mut Record,
+    ) -> Result<FinalTry, Failure> {
+        let model = self.model.borrow().clone();
+        let Routed {
+            route,
+            chosen,
+            backend,
+            deadline,
+        } = self
+            .route(&model, destination, &mut request, record)
+            .await?;
         let policy = &backend.traffic_policy;
         let target = attempt::Destination {
             key: &backend.key,
@@ -258,6 +284,14 @@ impl L7Proxy {
             body = next;
         }
     }
+}
+
+/// Where a request goes, by when, as its route says.
+struct Routed<'m> {
+    route: &'m HttpRoute,
+    chosen: &'m RouteDestination,
+    backend: &'m Backend,
+    deadline: Option<Instant>,
 }
 
 /// One try's request: the client's. A client's `grpc-timeout` is sent on with the time this
