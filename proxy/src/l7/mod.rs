@@ -254,6 +254,7 @@ impl L7Proxy {
             let max_retries = policy.connection_pool.max_retries;
             let next = outcome.and_then(|o| tries.retry(o, &replay, &active, max_retries));
             let Some(next) = next else {
+                replay.last_try();
                 if tries.exhausted(outcome) {
                     record.outcome.flags |= ResponseFlags::RETRY_LIMIT_EXCEEDED;
                 }

@@ -44,6 +44,11 @@ struct Shared<B> {
     kept_bytes: usize,
     /// More than [`MAX_REPLAY_BYTES`] went by: nothing is kept any more.
     too_large: bool,
+    /// The last try is under way: what it replays is let go, and nothing more is kept, so a
+    /// long stream does not hold its first 64 KiB for its whole life.
+    last_try: bool,
+    /// How many kept chunks the newest try has sent.
+    newest_sent: usize,
     trailers: Option<HeaderMap>,
     source_ended: bool,
 }
@@ -63,6 +68,8 @@ impl<B: Body<Data = Bytes> + Unpin> Replay<B> {
                 kept: Vec::new(),
                 kept_bytes: 0,
                 too_large: false,
+                last_try: false,
+                newest_sent: 0,
                 trailers: None,
                 source_ended,
             })),
@@ -75,10 +82,11 @@ impl<B: Body<Data = Bytes> + Unpin> Replay<B> {
     /// earlier tries' bodies stop reading.
     pub fn next_try(&self) -> Option<ReplayBody<B>> {
         let mut shared = lock(&self.shared);
-        if shared.too_large {
+        if shared.too_large || shared.last_try {
             return None;
         }
         shared.generation += 1;
+        shared.newest_sent = 0;
         Some(self.body(shared.generation))
     }
 
@@ -89,6 +97,18 @@ impl<B: Body<Data = Bytes> + Unpin> Replay<B> {
             replayed: 0,
             trailers_sent: false,
         }
+    }
+}
+
+impl<B> Replay<B> {
+    /// No try follows the current one: let go of what was kept as it is sent.
+    pub fn last_try(&self) {
+        let mut shared = lock(&self.shared);
+        shared.last_try = true;
+        let sent = shared.newest_sent.min(shared.kept.len());
+        shared.kept[..sent]
+            .iter_mut()
+            .for_each(|chunk| *chunk = Bytes::new());
     }
 }
 
@@ -114,11 +134,17 @@ where
         if shared.generation != this.generation {
             return Poll::Ready(Some(Err(Superseded.into())));
         }
-        if !shared.too_large {
-            if let Some(chunk) = shared.kept.get(this.replayed) {
-                this.replayed += 1;
-                return Poll::Ready(Some(Ok(Frame::data(chunk.clone()))));
-            }
+        if !shared.too_large && this.replayed < shared.kept.len() {
+            let last_try = shared.last_try;
+            let kept = &mut shared.kept[this.replayed];
+            // Sent by the last try: nothing needs it again (an empty chunk holds no memory).
+            let chunk = if last_try {
+                std::mem::take(kept)
+            } else {
+                kept.clone()
+            };
+            this.replayed += 1;
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if shared.source_ended {
             return match shared.trailers.clone() {
@@ -142,6 +168,7 @@ where
             Some(Ok(frame)) => {
                 shared.keep(&frame);
                 this.replayed = shared.kept.len();
+                shared.newest_sent = this.replayed;
                 this.trailers_sent = frame.is_trailers();
                 if shared.source.is_end_stream() {
                     shared.source_ended = true;
@@ -178,7 +205,7 @@ impl<B: Body<Data = Bytes>> Shared<B> {
             return;
         }
         let Some(data) = frame.data_ref() else { return };
-        if self.too_large {
+        if self.too_large || self.last_try {
             return;
         }
         self.kept_bytes += data.len();
@@ -253,6 +280,28 @@ mod tests {
         let (sent, _) = read_all(first).await;
         assert_eq!(sent.len(), MAX_REPLAY_BYTES + 1);
         assert!(replay.next_try().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_first_try_that_is_the_last_lets_go_of_what_it_sent() {
+        let (replay, mut first) = body(&[b"a", b"b"], false);
+        first.frame().await.unwrap().unwrap();
+        replay.last_try();
+        assert_eq!(read_all(first).await, (b"b".to_vec(), false));
+        let shared = lock(&replay.shared);
+        assert!(shared.kept.iter().all(Bytes::is_empty), "{:?}", shared.kept);
+    }
+
+    #[tokio::test]
+    async fn the_last_try_lets_go_of_what_was_kept() {
+        let (replay, mut first) = body(&[b"a", b"b", b"c"], false);
+        first.frame().await.unwrap().unwrap();
+        let last = replay.next_try().unwrap();
+        replay.last_try();
+        assert!(replay.next_try().is_none(), "no try after the last");
+        assert_eq!(read_all(last).await, (b"abc".to_vec(), false));
+        let shared = lock(&replay.shared);
+        assert!(shared.kept.iter().all(Bytes::is_empty), "{:?}", shared.kept);
     }
 
     #[tokio::test]
