@@ -144,6 +144,7 @@ where
                 kept.clone()
             };
             this.replayed += 1;
+            shared.newest_sent = this.replayed;
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if shared.source_ended {
@@ -280,6 +281,23 @@ mod tests {
         let (sent, _) = read_all(first).await;
         assert_eq!(sent.len(), MAX_REPLAY_BYTES + 1);
         assert!(replay.next_try().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_replayed_everything_lets_go_of_it_when_last() {
+        let (replay, mut first) = body(&[b"a", b"b"], false);
+        first.frame().await.unwrap().unwrap();
+        let mut retry = replay.next_try().unwrap();
+        assert_eq!(
+            retry.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "a"
+        );
+        replay.last_try();
+        assert!(
+            lock(&replay.shared).kept[0].is_empty(),
+            "what the retry sent is let go"
+        );
+        assert_eq!(read_all(retry).await, (b"b".to_vec(), false));
     }
 
     #[tokio::test]
