@@ -318,10 +318,8 @@ async fn refused_streams_are_retried_on_another_endpoint() {
     let ok = Upstream::start(ok_reply()).await;
     // Round robin: at least every other first try goes to the refusing endpoint (a retry
     // takes a turn too).
-    let round_robin = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
-        metadata: {name: up, namespace: default}\n\
-        spec: {host: up, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}\n";
-    let proxy = Proxy::start(&[&refuses, &ok], round_robin).await;
+    let round_robin = up_policy("loadBalancer: {simple: ROUND_ROBIN}");
+    let proxy = Proxy::start(&[&refuses, &ok], &round_robin).await;
     for _ in 0..10 {
         let (_, trailers) = finish(proxy.call(&[]).await).await;
         assert_eq!(trailers["grpc-status"], "0");
@@ -367,10 +365,8 @@ async fn requests_past_http2_max_requests_overflow() {
         futures_util::future::pending()
     }))
     .await;
-    let one_at_a_time = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
-        metadata: {name: up, namespace: default}\n\
-        spec: {host: up, trafficPolicy: {connectionPool: {http: {http2MaxRequests: 1}}}}\n";
-    let proxy = Arc::new(Proxy::start(&[&upstream], one_at_a_time).await);
+    let one_at_a_time = up_policy("connectionPool: {http: {http2MaxRequests: 1}}");
+    let proxy = Arc::new(Proxy::start(&[&upstream], &one_at_a_time).await);
     let first = tokio::spawn({
         let proxy = proxy.clone();
         async move { proxy.call(&[]).await }
@@ -507,10 +503,8 @@ async fn an_upstream_cancel_reaches_the_client_as_cancel() {
 #[tokio::test]
 async fn connections_retire_after_max_requests_per_connection() {
     let upstream = Upstream::start(ok_reply()).await;
-    let two_per_connection = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
-        metadata: {name: up, namespace: default}\n\
-        spec: {host: up, trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 2}}}}\n";
-    let proxy = Proxy::start(&[&upstream], two_per_connection).await;
+    let two_per_connection = up_policy("connectionPool: {http: {maxRequestsPerConnection: 2}}");
+    let proxy = Proxy::start(&[&upstream], &two_per_connection).await;
     for _ in 0..6 {
         let (_, trailers) = finish(proxy.call(&[]).await).await;
         assert_eq!(trailers["grpc-status"], "0");
@@ -565,6 +559,15 @@ async fn a_route_to_no_service_is_no_route() {
         proxy.count(&["grpc_response_status=\"14\"", "response_flags=\"NR\""]),
         1
     );
+}
+
+/// A DestinationRule for `up` with `traffic_policy` (YAML flow mapping entries).
+fn up_policy(traffic_policy: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+         metadata: {{name: up, namespace: default}}\n\
+         spec: {{host: up, trafficPolicy: {{{traffic_policy}}}}}\n"
+    )
 }
 
 /// A VirtualService for `up` whose one route has `route` (YAML flow mapping entries).
