@@ -29,6 +29,22 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Explain what the config makes of a resource.
+    #[command(subcommand)]
+    Describe(Describe),
+}
+
+#[derive(Subcommand)]
+enum Describe {
+    /// Each port's classification and why, its endpoints, policy, subsets and routes, and what
+    /// is wrong with them.
+    Service {
+        /// NAME (namespace default), NAME.NAMESPACE or the Service's FQDN.
+        name: String,
+        /// YAML files or directories, as `strait run` reads them.
+        #[arg(short = 'c', long = "config", required = true)]
+        config: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -81,6 +97,10 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Validate { strict, paths } => {
             let code = config::validate_command(&paths, strict, &mut std::io::stdout().lock());
+            ExitCode::from(code as u8)
+        }
+        Command::Describe(Describe::Service { name, config }) => {
+            let code = config::describe_command(&config, &name, &mut std::io::stdout().lock());
             ExitCode::from(code as u8)
         }
         Command::Run(args) => {

@@ -1,4 +1,4 @@
-//! The `strait` binary without privileges: `validate` on the seed manifests, and a `--no-ebpf`
+//! The `strait` binary without privileges: `validate` and `describe` on the seed manifests, and a `--no-ebpf`
 //! proxy that refuses to relay a connection it cannot route.
 
 use std::{
@@ -46,6 +46,29 @@ fn validate_reports_exactly_the_seeds_broken_documents() -> Result<()> {
         "the broken document must be said to be ignored:\n{stdout}"
     );
     assert!(stdout.contains("grpc-canary wins"), "{stdout}");
+    Ok(())
+}
+
+/// The seed's troubleshooting story starts with describing the Service.
+#[test]
+fn describe_service_tells_the_seeds_story() -> Result<()> {
+    let seed = fixture("seed-manifests.yaml");
+    let out = Command::new(lab::strait_bin())
+        .args(["describe", "service", "grpc-service", "-c", &seed])
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for expected in [
+        "Port 50051 grpc-api -> 50051: grpc (by appProtocol grpc)",
+        "90.0% -> grpc-service.default.svc.cluster.local:50051 subset v1",
+        "DestinationRule/default/http2-connection-pool: apiVersion:",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?}:\n{stdout}");
+    }
+    let unknown = Command::new(lab::strait_bin())
+        .args(["describe", "service", "nope", "-c", &seed])
+        .output()?;
+    assert_eq!(unknown.status.code(), Some(1));
     Ok(())
 }
 

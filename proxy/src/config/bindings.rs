@@ -34,7 +34,7 @@ impl Scope {
         }
     }
 
-    fn of(service: &VirtualService) -> Vec<Self> {
+    pub(crate) fn of(service: &VirtualService) -> Vec<Self> {
         let gateways = &service.spec.gateways;
         if gateways.is_empty() {
             return vec![Self::Mesh];

@@ -29,6 +29,7 @@
 
 mod bindings;
 mod decode;
+mod describe;
 mod diagnostics;
 pub mod documents;
 mod fields;
@@ -49,6 +50,7 @@ mod watch;
 use std::{io::Write, path::PathBuf};
 
 pub use self::{
+    describe::describe_command,
     diagnostics::{Diagnostic, Severity, Source, Subject},
     hosts::{canonical_host, fqdn, ServiceName, CLUSTER_DOMAIN},
     kinds::Kind,

@@ -437,6 +437,11 @@ impl GrpcStatus {
         u16::try_from(code).ok().map(Self)
     }
 
+    /// A status gRPC defines.
+    pub fn from_code(code: u16) -> Option<Self> {
+        (usize::from(code) < Self::NAMES.len()).then_some(Self(code))
+    }
+
     /// The status code, as sent in `grpc-status`.
     pub fn code(self) -> u16 {
         self.0

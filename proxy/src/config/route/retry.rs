@@ -10,7 +10,7 @@
 //!   written `retryOn` replaces the default conditions and its 503: bare status codes in it are
 //!   the only retriable status codes (Istio adds `retriable-status-codes` for them).
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use crate::config::resources::{IstioDuration, Retries};
 
@@ -184,21 +184,55 @@ impl RetryOn {
             "retriable-status-codes" => {}
             // Envoy retries only 409 (Conflict) under this name.
             "retriable-4xx" => self.add_status(409),
-            "cancelled" => self.grpc.insert(GrpcCodes::CANCELLED),
-            "deadline-exceeded" => self.grpc.insert(GrpcCodes::DEADLINE_EXCEEDED),
-            "internal" => self.grpc.insert(GrpcCodes::INTERNAL),
-            "resource-exhausted" => self.grpc.insert(GrpcCodes::RESOURCE_EXHAUSTED),
-            "unavailable" => self.grpc.insert(GrpcCodes::UNAVAILABLE),
             _ if Self::UNSUPPORTED.contains(&token) => return Err(Skipped::Unsupported),
-            _ => self.add_status(http_status(token).ok_or(Skipped::Unknown)?),
+            _ => match Self::GRPC.iter().find(|(name, _)| *name == token) {
+                Some(&(_, code)) => self.grpc.insert(code),
+                None => self.add_status(http_status(token).ok_or(Skipped::Unknown)?),
+            },
         }
         Ok(())
     }
+
+    /// The gRPC conditions (Envoy's `x-envoy-retry-grpc-on`), by the status each retries.
+    const GRPC: [(&'static str, u16); 5] = [
+        ("cancelled", GrpcCodes::CANCELLED),
+        ("deadline-exceeded", GrpcCodes::DEADLINE_EXCEEDED),
+        ("resource-exhausted", GrpcCodes::RESOURCE_EXHAUSTED),
+        ("internal", GrpcCodes::INTERNAL),
+        ("unavailable", GrpcCodes::UNAVAILABLE),
+    ];
 
     fn add_status(&mut self, status: u16) {
         if !self.status_codes.contains(&status) {
             self.status_codes.push(status);
         }
+    }
+}
+
+/// The conditions as `retryOn` would write them (status codes bare), for `strait describe`.
+impl fmt::Display for RetryOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flags = [
+            (self.server_error, "5xx"),
+            (self.gateway_error, "gateway-error"),
+            (self.reset, "reset"),
+            (self.connect_failure, "connect-failure"),
+            (self.refused_stream, "refused-stream"),
+        ];
+        let flags = flags
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|&(_, name)| name.to_owned());
+        let grpc = Self::GRPC
+            .iter()
+            .filter(|&&(_, code)| self.grpc.contains(code))
+            .map(|&(name, _)| name.to_owned());
+        let codes = self.status_codes.iter().map(u16::to_string);
+        let tokens: Vec<String> = flags.chain(grpc).chain(codes).collect();
+        if tokens.is_empty() {
+            return f.write_str("nothing");
+        }
+        f.write_str(&tokens.join(","))
     }
 }
 
@@ -265,6 +299,19 @@ mod tests {
         let http = |status| TryOutcome::Response { status, grpc: None };
         assert!(on.retries(http(503)));
         assert!(!on.retries(http(500)));
+    }
+
+    #[test]
+    fn conditions_read_back_as_retry_on_writes_them() {
+        let written = "5xx,reset,connect-failure,unavailable,cancelled,409,503";
+        let (on, skipped) = RetryOn::parse(written);
+        assert!(skipped.is_empty());
+        assert_eq!(
+            on.to_string(),
+            "5xx,reset,connect-failure,cancelled,unavailable,409,503"
+        );
+        assert_eq!(RetryOn::parse(&on.to_string()).0, on);
+        assert_eq!(RetryOn::default().to_string(), "nothing");
     }
 
     #[test]
