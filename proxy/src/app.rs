@@ -88,6 +88,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     });
     let state = Arc::new(AdminState {
         metrics,
+        model: model.clone(),
         ready: Default::default(),
     });
     tokio::spawn(admin::serve(

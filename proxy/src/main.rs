@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use strait::{app, capture, config};
+use strait::{admin::proxy_config, app, capture, config};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,16 @@ enum Command {
         /// Files or directories (recursive *.yaml, *.yml).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// Show a running strait's listeners, routes, clusters and endpoints (its `/config_dump`).
+    ProxyConfig {
+        #[arg(value_enum)]
+        section: proxy_config::Section,
+        /// The running strait's `--admin` address.
+        #[arg(long, default_value = "127.0.0.1:15000")]
+        admin: SocketAddr,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = proxy_config::Output::Table)]
+        output: proxy_config::Output,
     },
     /// Explain what the config makes of a resource.
     #[command(subcommand)]
@@ -102,6 +112,28 @@ fn main() -> ExitCode {
         Command::Describe(Describe::Service { name, config }) => {
             let code = config::describe_command(&config, &name, &mut std::io::stdout().lock());
             ExitCode::from(code as u8)
+        }
+        Command::ProxyConfig {
+            section,
+            admin,
+            output,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let shown = runtime
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(proxy_config::proxy_config(admin, section, output)));
+            match shown {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run(args) => {
             init_logging(args.log_format);

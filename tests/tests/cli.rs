@@ -141,6 +141,57 @@ fn without_capture_an_unroutable_connection_is_answered_not_relayed() -> Result<
     Ok(())
 }
 
+/// `strait proxy-config` against a running strait shows what it loaded: the seed's canary
+/// routes to its two subsets, and the route of the chaos rule to a subset that does not exist.
+#[test]
+fn proxy_config_shows_the_running_config() -> Result<()> {
+    let strait = LocalStrait::start(Path::new(&fixture("seed-manifests.yaml")), &[] as &[&str])?;
+    let admin = strait.admin.to_string();
+    let show = |args: &[&str]| -> Result<String> {
+        let out = Command::new(lab::strait_bin())
+            .arg("proxy-config")
+            .args(args)
+            .args(["--admin", &admin])
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let routes = show(&["routes"])?;
+    let canary = routes
+        .lines()
+        .find(|l| l.starts_with("grpc-service.default.svc.cluster.local:50051 "))
+        .unwrap_or_else(|| panic!("no canary route:\n{routes}"));
+    assert!(canary.contains("default/grpc-canary.http[0]"), "{canary}");
+    assert!(
+        canary.contains("outbound|50051|v1|grpc-service.default.svc.cluster.local 90%, outbound|50051|v2|grpc-service.default.svc.cluster.local 10%"),
+        "{canary}"
+    );
+    assert!(
+        routes
+            .contains("NR (no DestinationRule for Service default/server defines subset v1) 100%"),
+        "{routes}"
+    );
+    let clusters = show(&["clusters"])?;
+    assert!(clusters.starts_with("SERVICE FQDN"), "{clusters}");
+    assert_eq!(
+        clusters
+            .lines()
+            .filter(|l| l.contains("grpc-service.default"))
+            .count(),
+        3,
+        "{clusters}"
+    );
+    let all: serde_json::Value = serde_json::from_str(&show(&["all", "-o", "json"])?)?;
+    for section in ["listeners", "routes", "clusters", "endpoints"] {
+        assert!(all[section].is_array(), "{section}: {all}");
+    }
+    Ok(())
+}
+
 /// Writes `request` and reads until strait closes the connection (EOF or a reset; a timeout
 /// would mean it waited).
 fn exchange(outbound: std::net::SocketAddr, request: &[u8]) -> Result<Vec<u8>> {

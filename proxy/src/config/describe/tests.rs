@@ -72,7 +72,7 @@ fn the_seeds_chaos_route_shows_its_delay_and_why_it_goes_nowhere() {
         "DestinationRules: none",
         "Route 0 default/server-fault.http[0]: every request",
         "100.0% -> nowhere: no DestinationRule for Service default/server defines subset v1; requests get NR",
-        "    Fault: delay 10s on 100% of requests (DI)",
+        "    Fault: delay 10s on 100% (DI)",
         "Problems: none",
     ] {
         assert!(out.contains(expected), "missing {expected:?}");
@@ -132,7 +132,7 @@ spec:
         "  Subset v2: version=v2: 1 endpoint\n    Load balancer: RANDOM",
         "  Route 0 canary: uri starts with /api and header x-canary = true",
         "    Timeout: none; retries: off",
-        "    Fault: abort with gRPC status 14 UNAVAILABLE on 50% of requests (FI)",
+        "    Fault: abort with gRPC 14 UNAVAILABLE on 50% (FI)",
         "  Route 1 shop/web.http[1]: every request",
         "    Timeout: 2s; retries: 3 on 5xx, 500ms per try",
         "Port 5432 tcp-db -> 5432: tcp (by port name tcp-db)\n  Served: per connection (TCP relay, no routes)",

@@ -12,9 +12,9 @@ use crate::{
     config::{
         model::{Backend, ServicePort},
         policy::{ConnectionPool, OutlierDetection, UNLIMITED},
-        resources::{GrpcStatus, Labels, Located, StringMatch},
-        route::{HeaderKey, PathRewrite},
-        Abort, AbortStatus, Delay, HttpRoute, Percentage, RequestMatch, RetryPolicy, Target,
+        resources::{Labels, Located},
+        route::PathRewrite,
+        HttpRoute, Target,
     },
 };
 
@@ -128,7 +128,7 @@ fn write_port(out: &mut impl Write, d: &Described<'_>, port: &ServicePort) -> io
         write!(out, "  Subset {name}: ")?;
         write_subset(out, d, name, subset, &port.backend)?;
     }
-    if matches!(port.classification.protocol, Protocol::Tcp | Protocol::Tls) {
+    if !port.classification.protocol.is_l7() {
         return Ok(());
     }
     for (index, route) in port.routes.iter().enumerate() {
@@ -231,12 +231,7 @@ fn write_route(out: &mut impl Write, index: usize, route: &HttpRoute) -> io::Res
     let when = if route.matches.is_empty() {
         "every request".to_owned()
     } else {
-        route
-            .matches
-            .iter()
-            .map(request_match)
-            .collect::<Vec<_>>()
-            .join(" or ")
+        list(&route.matches).replace(", ", " or ")
     };
     writeln!(out, "  Route {index} {}: {when}", route.route_name)?;
     for (destination, share) in route.destinations.iter() {
@@ -248,22 +243,15 @@ fn write_route(out: &mut impl Write, index: usize, route: &HttpRoute) -> io::Res
         )?;
     }
     let timeout = route.timeout.map_or("none".to_owned(), duration);
-    writeln!(
-        out,
-        "    Timeout: {timeout}; retries: {}",
-        retries(&route.retries)
-    )?;
-    if let Some(delay) = &route.fault.delay {
-        writeln!(out, "    Fault: {}", fault_delay(delay))?;
-    }
-    if let Some(abort) = &route.fault.abort {
-        writeln!(out, "    Fault: {}", fault_abort(abort))?;
+    writeln!(out, "    Timeout: {timeout}; retries: {}", route.retries)?;
+    if !route.fault.is_none() {
+        writeln!(out, "    Fault: {}", route.fault)?;
     }
     if let Some(rewrite) = &route.rewrite {
         writeln!(out, "    Rewrite: {}", path_rewrite(rewrite))?;
     }
     for mirror in &route.mirrors {
-        let share = percent(mirror.percentage);
+        let share = mirror.percentage;
         writeln!(
             out,
             "    Mirror: {share} of requests to {}",
@@ -271,44 +259,6 @@ fn write_route(out: &mut impl Write, index: usize, route: &HttpRoute) -> io::Res
         )?;
     }
     Ok(())
-}
-
-fn request_match(m: &RequestMatch) -> String {
-    let mut parts = Vec::new();
-    let mut string = |what: &str, value: &Option<StringMatch>| {
-        if let Some(value) = value {
-            parts.push(format!("{what} {}", string_match(value)));
-        }
-    };
-    string("uri", &m.uri);
-    string("method", &m.method);
-    string("authority", &m.authority);
-    for header in &m.headers {
-        let name = match &header.name {
-            HeaderKey::Header(name) => name.as_str(),
-            HeaderKey::Pseudo(name) => name,
-        };
-        let value = header
-            .value
-            .as_ref()
-            .map_or("present".to_owned(), string_match);
-        parts.push(format!("header {name} {value}"));
-    }
-    if let Some(port) = m.port {
-        parts.push(format!("port {port}"));
-    }
-    if parts.is_empty() {
-        return "every request".to_owned();
-    }
-    parts.join(" and ")
-}
-
-fn string_match(value: &StringMatch) -> String {
-    match value {
-        StringMatch::Exact(exact) => format!("= {exact}"),
-        StringMatch::Prefix(prefix) => format!("starts with {prefix}"),
-        StringMatch::Regex(regex) => format!("matches {}", regex.as_str()),
-    }
 }
 
 fn target(target: &Target) -> String {
@@ -338,57 +288,11 @@ fn endpoint_count(backend: &Backend) -> String {
     }
 }
 
-fn retries(policy: &RetryPolicy) -> String {
-    if policy.attempts == 0 {
-        return "off".to_owned();
-    }
-    let default = if *policy == RetryPolicy::istio_default() {
-        " (Istio's default)"
-    } else {
-        ""
-    };
-    let per_try = policy
-        .per_try_timeout
-        .map(|t| format!(", {} per try", duration(t)))
-        .unwrap_or_default();
-    format!(
-        "{} on {}{per_try}{default}",
-        policy.attempts, policy.retry_on
-    )
-}
-
-fn fault_delay(delay: &Delay) -> String {
-    format!(
-        "delay {} on {} of requests (DI)",
-        duration(delay.duration),
-        percent(delay.percentage)
-    )
-}
-
-fn fault_abort(abort: &Abort) -> String {
-    let status = match abort.status {
-        AbortStatus::Http(status) => format!("HTTP {}", status.as_u16()),
-        AbortStatus::Grpc(code) => match GrpcStatus::from_code(code) {
-            Some(status) => format!("gRPC status {code} {}", status.name()),
-            None => format!("gRPC status {code}"),
-        },
-    };
-    format!(
-        "abort with {status} on {} of requests (FI)",
-        percent(abort.percentage)
-    )
-}
-
 fn path_rewrite(rewrite: &PathRewrite) -> String {
     match rewrite {
         PathRewrite::Prefix(prefix) => format!("matched uri part -> {prefix}"),
         PathRewrite::Regex { replacement, .. } => format!("uri by regex -> {replacement}"),
     }
-}
-
-fn percent(share: Percentage) -> String {
-    let value = f64::from(share.per_million()) / f64::from(Percentage::MILLION) * 100.0;
-    format!("{value}%")
 }
 
 fn duration(d: Duration) -> String {

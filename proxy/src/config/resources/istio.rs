@@ -3,7 +3,7 @@
 //! matches, destinations, timeouts, retries, faults, header changes, rewrites and mirrors (see
 //! [`crate::config::route`]). Gateways are decoded and cross-checked; a later issue serves them.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 use serde::Deserialize;
 
@@ -95,6 +95,16 @@ pub enum StringMatch {
     Exact(String),
     Prefix(String),
     Regex(MatchRegex),
+}
+
+impl fmt::Display for StringMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(exact) => write!(f, "= {exact}"),
+            Self::Prefix(prefix) => write!(f, "starts with {prefix}"),
+            Self::Regex(regex) => write!(f, "matches {}", regex.as_str()),
+        }
+    }
 }
 
 impl StringMatch {

@@ -10,12 +10,12 @@
 //!   absent too. Validation warns.
 //! - A fault that can never apply (0 %, no `fixedDelay`, no status) is no fault.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use http::StatusCode;
 
 use super::Percentage;
-use crate::config::resources::{self, AbortStatus as WrittenStatus, IstioDuration};
+use crate::config::resources::{self, AbortStatus as WrittenStatus, GrpcStatus, IstioDuration};
 
 /// What a route injects; `Default`: nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,6 +44,36 @@ pub enum AbortStatus {
     Http(StatusCode),
     /// A gRPC status code, sent with HTTP 200.
     Grpc(u16),
+}
+
+/// As `strait describe` and `/config_dump` tell it: `delay 10s on 100% (DI); abort ...`.
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let delay = self.delay.map(|d| {
+            let duration = humantime::format_duration(d.duration);
+            format!("delay {duration} on {} (DI)", d.percentage)
+        });
+        let abort = self
+            .abort
+            .map(|a| format!("abort with {} on {} (FI)", a.status, a.percentage));
+        let parts: Vec<String> = delay.into_iter().chain(abort).collect();
+        if parts.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl fmt::Display for AbortStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Http(status) => write!(f, "HTTP {}", status.as_u16()),
+            Self::Grpc(code) => match GrpcStatus::from_code(code) {
+                Some(status) => write!(f, "gRPC {code} {}", status.name()),
+                None => write!(f, "gRPC {code}"),
+            },
+        }
+    }
 }
 
 impl Fault {

@@ -10,7 +10,7 @@
 //!
 //! A regex matches the whole value (see [`MatchRegex`](crate::config::resources::MatchRegex)).
 
-use std::borrow::Cow;
+use std::{borrow::Cow, fmt};
 
 use http::{header, request, HeaderMap, HeaderName, Method, Request, Uri};
 
@@ -72,6 +72,42 @@ impl HeaderKey {
         HeaderName::from_bytes(key.as_bytes())
             .map(Self::Header)
             .map_err(|_| UnusableKey::Invalid)
+    }
+}
+
+/// As `strait describe` and `/config_dump` tell it: `uri starts with /api and header x-v = 2`.
+impl fmt::Display for RequestMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let strings = [
+            ("uri", &self.uri),
+            ("method", &self.method),
+            ("authority", &self.authority),
+        ];
+        let strings = strings
+            .into_iter()
+            .filter_map(|(what, value)| Some(format!("{what} {}", value.as_ref()?)));
+        let headers = self.headers.iter().map(|header| {
+            let value = header
+                .value
+                .as_ref()
+                .map_or("present".to_owned(), ToString::to_string);
+            format!("header {} {value}", header.name)
+        });
+        let port = self.port.map(|port| format!("port {port}"));
+        let parts: Vec<String> = strings.chain(headers).chain(port).collect();
+        if parts.is_empty() {
+            return f.write_str("every request");
+        }
+        f.write_str(&parts.join(" and "))
+    }
+}
+
+impl fmt::Display for HeaderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header(name) => f.write_str(name.as_str()),
+            Self::Pseudo(name) => f.write_str(name),
+        }
     }
 }
 

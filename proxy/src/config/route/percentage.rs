@@ -1,5 +1,7 @@
 //! A share of requests, as Envoy draws it for faults and mirrors.
 
+use std::fmt;
+
 use crate::config::resources::{IntPercent, Percent};
 
 /// A share of requests in millionths: Envoy's `FractionalPercent` over a million, which Istio
@@ -25,6 +27,14 @@ impl Percentage {
     /// million) is in the share.
     pub fn admits(self, draw: u32) -> bool {
         draw % Self::MILLION < self.0
+    }
+}
+
+/// As a percent: `100%`, `50%`, `0.1%`.
+impl fmt::Display for Percentage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let percent = f64::from(self.0) / f64::from(Self::MILLION) * 100.0;
+        write!(f, "{percent}%")
     }
 }
 

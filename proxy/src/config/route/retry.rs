@@ -74,6 +74,23 @@ impl RetryPolicy {
     }
 }
 
+/// As `strait describe` tells it: `off`, or `3 on 5xx,unavailable, 2s per try`.
+impl fmt::Display for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.attempts == 0 {
+            return f.write_str("off");
+        }
+        write!(f, "{} on {}", self.attempts, self.retry_on)?;
+        if let Some(per_try) = self.per_try_timeout {
+            write!(f, ", {} per try", humantime::format_duration(per_try))?;
+        }
+        if *self == Self::istio_default() {
+            f.write_str(" (Istio's default)")?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self::istio_default()

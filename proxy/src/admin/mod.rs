@@ -1,5 +1,9 @@
 //! The admin server (loopback: it can dump config) and the metrics server (for Prometheus and
 //! kubelet probes). One HTTP/1.1 server; the [`Scope`] decides which paths it answers.
+//! [`config_dump`] is the JSON `strait proxy-config` reads.
+
+pub mod config_dump;
+pub mod proxy_config;
 
 use std::{
     convert::Infallible,
@@ -16,11 +20,12 @@ use hyper::{
     body::Incoming, header, server::conn::http1, service::service_fn, Request, Response, StatusCode,
 };
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::telemetry::Metrics;
+use self::config_dump::ConfigDump;
+use crate::{config::Model, telemetry::Metrics};
 
 /// Which endpoints a server exposes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub enum Scope {
 /// What the admin endpoints read.
 pub struct AdminState {
     pub metrics: Metrics,
+    /// The config being served, for `/config_dump`.
+    pub model: watch::Receiver<Arc<Model>>,
     /// Set once config is loaded, the listener bound and capture attached.
     pub ready: AtomicBool,
 }
@@ -76,7 +83,20 @@ fn respond(state: &AdminState, scope: Scope, request: &Request<Incoming>) -> Res
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.encode(),
         ),
+        (Scope::Admin, "/config_dump") => config_dump(state),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn config_dump(state: &AdminState) -> Response<Full<Bytes>> {
+    let dump = ConfigDump::of(&state.model.borrow());
+    match serde_json::to_string_pretty(&dump) {
+        Ok(json) => text(StatusCode::OK, "application/json", json + "\n"),
+        Err(err) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("encoding the config dump: {err}\n"),
+        ),
     }
 }
 
