@@ -22,7 +22,7 @@ use crate::{
     config::{self, Model},
     l7::L7Proxy,
     listener::Outbound,
-    telemetry::{kernel::KernelCollector, reloads::ReloadCollector, Metrics},
+    telemetry::{kernel::KernelCollector, logging::LogLevels, reloads::ReloadCollector, Metrics},
 };
 
 /// Everything `strait run` needs, resolved from the command line.
@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub pod_netns: Vec<PathBuf>,
     pub connect_timeout: Duration,
     pub drain_timeout: Duration,
+    /// Changed by the admin server's `/logging`.
+    pub log_levels: LogLevels,
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {
@@ -89,6 +91,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let state = Arc::new(AdminState {
         metrics,
         model: model.clone(),
+        log_levels: options.log_levels.clone(),
         ready: Default::default(),
     });
     tokio::spawn(admin::serve(

@@ -2,8 +2,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use strait::{admin::proxy_config, app, capture, config};
+use clap::{Args, Parser, Subcommand};
+use strait::{admin::proxy_config, app, capture, config, telemetry::logging};
 
 #[derive(Parser)]
 #[command(
@@ -93,14 +93,8 @@ struct RunArgs {
     /// On SIGTERM, wait this long for open connections to finish.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+    #[arg(long, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -136,8 +130,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => {
-            init_logging(args.log_format);
-            match run(args) {
+            let log_levels = logging::init(args.log_format);
+            match run(args, log_levels) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");
@@ -148,7 +142,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
+fn run(args: Box<RunArgs>, log_levels: logging::LogLevels) -> anyhow::Result<()> {
     let options = app::RunOptions {
         config: args.config,
         outbound: args.outbound,
@@ -164,21 +158,10 @@ fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
         pod_netns: args.pod_netns,
         connect_timeout: args.connect_timeout,
         drain_timeout: args.drain_timeout,
+        log_levels,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(app::run(options))
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

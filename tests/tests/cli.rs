@@ -192,6 +192,32 @@ fn proxy_config_shows_the_running_config() -> Result<()> {
     Ok(())
 }
 
+/// Envoy's `/logging`: levels change with a POST, and only with a valid filter.
+#[test]
+fn log_levels_change_at_run_time() -> Result<()> {
+    let strait = LocalStrait::start(Path::new(&fixture("seed-manifests.yaml")), &[] as &[&str])?;
+    let admin = strait.admin;
+    let request = |method: &str, query: &str| -> Result<String> {
+        let head = format!("{method} /logging{query} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        Ok(String::from_utf8(exchange(admin, head.as_bytes())?)?)
+    };
+    assert!(request("GET", "")?.contains("active filter: info"));
+    let changed = request("POST", "?level=debug")?;
+    assert!(
+        changed.starts_with("HTTP/1.1 200") && changed.contains("active filter: debug"),
+        "{changed}"
+    );
+    let scoped = request("POST", "?filter=warn,strait::l7=trace")?;
+    assert!(scoped.contains("strait::l7=trace"), "{scoped}");
+    assert!(request("POST", "?level=loud")?.starts_with("HTTP/1.1 400"));
+    assert!(request("GET", "?level=info")?.starts_with("HTTP/1.1 405"));
+    assert!(
+        request("GET", "")?.contains("strait::l7=trace"),
+        "a refused change changes nothing"
+    );
+    Ok(())
+}
+
 /// Writes `request` and reads until strait closes the connection (EOF or a reset; a timeout
 /// would mean it waited).
 fn exchange(outbound: std::net::SocketAddr, request: &[u8]) -> Result<Vec<u8>> {

@@ -25,7 +25,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use self::config_dump::ConfigDump;
-use crate::{config::Model, telemetry::Metrics};
+use crate::{
+    config::Model,
+    telemetry::{logging::LogLevels, Metrics},
+};
 
 /// Which endpoints a server exposes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +44,7 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// The config being served, for `/config_dump`.
     pub model: watch::Receiver<Arc<Model>>,
+    pub log_levels: LogLevels,
     /// Set once config is loaded, the listener bound and capture attached.
     pub ready: AtomicBool,
 }
@@ -84,6 +88,7 @@ fn respond(state: &AdminState, scope: Scope, request: &Request<Incoming>) -> Res
             state.metrics.encode(),
         ),
         (Scope::Admin, "/config_dump") => config_dump(state),
+        (Scope::Admin, "/logging") => logging(state, request),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
@@ -98,6 +103,35 @@ fn config_dump(state: &AdminState) -> Response<Full<Bytes>> {
             format!("encoding the config dump: {err}\n"),
         ),
     }
+}
+
+/// Envoy's `/logging`: `POST /logging?level=debug` (or `?filter=info,strait::l7=debug`) changes
+/// the levels; any request answers with the filter in effect.
+fn logging(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let asked = request
+        .uri()
+        .query()
+        .and_then(|query| url_query(query).find(|(key, _)| *key == "level" || *key == "filter"));
+    if let Some((key, value)) = asked {
+        if request.method() != hyper::Method::POST {
+            let hint = "use POST to change levels\n".into();
+            return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", hint);
+        }
+        let changed = match key {
+            "level" => state.log_levels.set_level(value),
+            _ => state.log_levels.set_filter(value),
+        };
+        if let Err(err) = changed {
+            return text(StatusCode::BAD_REQUEST, "text/plain", format!("{err}\n"));
+        }
+    }
+    let current = format!("active filter: {}\n", state.log_levels.current());
+    text(StatusCode::OK, "text/plain", current)
+}
+
+/// `key=value` pairs of a query (values are tracing directives: no escapes needed).
+fn url_query(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query.split('&').filter_map(|pair| pair.split_once('='))
 }
 
 fn ready(state: &AdminState) -> Response<Full<Bytes>> {

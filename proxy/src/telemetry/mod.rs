@@ -3,6 +3,7 @@
 
 mod flags;
 pub mod kernel;
+pub mod logging;
 pub mod reloads;
 pub mod requests;
 
