@@ -1,6 +1,7 @@
 //! Telemetry: Prometheus metrics with Istio's standard names and labels, so existing dashboards
 //! work, and the kernel's counters read from BPF maps at scrape time.
 
+pub mod access_log;
 mod flags;
 pub mod kernel;
 pub mod logging;
