@@ -22,7 +22,10 @@ use crate::{
     config::{self, Model},
     l7::L7Proxy,
     listener::Outbound,
-    telemetry::{kernel::KernelCollector, logging::LogLevels, reloads::ReloadCollector, Metrics},
+    telemetry::{
+        kernel::KernelCollector, logging::LogLevels, process::ProcessCollector,
+        reloads::ReloadCollector, Metrics,
+    },
 };
 
 /// Everything `strait run` needs, resolved from the command line.
@@ -56,6 +59,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
 
     let mut metrics = Metrics::new();
     metrics.register_collector(Box::new(ReloadCollector(config.stats.clone())));
+    metrics.register_collector(Box::new(ProcessCollector));
     let (original_dst, kernel) = match options.capture {
         capture::Mode::Ebpf => {
             let kernel = attach_kernel(&options, &model.borrow())?;

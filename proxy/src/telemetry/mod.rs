@@ -5,6 +5,7 @@ pub mod access_log;
 mod flags;
 pub mod kernel;
 pub mod logging;
+pub mod process;
 pub mod reloads;
 pub mod requests;
 
