@@ -33,6 +33,7 @@ mod diagnostics;
 pub mod documents;
 mod fields;
 mod files;
+pub mod gateway;
 mod hosts;
 mod kinds;
 mod load;
@@ -50,7 +51,7 @@ use std::{io::Write, path::PathBuf};
 
 pub use self::{
     diagnostics::{Diagnostic, Severity, Source, Subject},
-    hosts::{canonical_host, fqdn, ServiceName, CLUSTER_DOMAIN},
+    hosts::{canonical_host, fqdn, split_authority, Host, ServiceName, CLUSTER_DOMAIN},
     kinds::Kind,
     load::{load, load_str, LoadError, Loaded},
     model::{Backend, Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
