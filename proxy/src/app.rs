@@ -20,6 +20,7 @@ use crate::{
     balance::RoundRobin,
     capture::{self, ebpf::KernelCapture, OriginalDst},
     config::{self, Model},
+    gateway::{self, GatewayOptions},
     l7::L7Proxy,
     listener::Outbound,
     telemetry::{kernel::KernelCollector, reloads::ReloadCollector, Metrics},
@@ -39,6 +40,8 @@ pub struct RunOptions {
     pub pod_netns: Vec<PathBuf>,
     pub connect_timeout: Duration,
     pub drain_timeout: Duration,
+    /// `--gateway-labels`: `None` serves no Gateway.
+    pub gateway: Option<GatewayOptions>,
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {
@@ -102,6 +105,15 @@ pub async fn run(options: RunOptions) -> Result<()> {
         Scope::Metrics,
         shutdown.clone(),
     ));
+    if let Some(gateway) = options.gateway.clone() {
+        tokio::spawn(gateway::serve(
+            gateway,
+            model.clone(),
+            outbound.clone(),
+            shutdown.clone(),
+            connections.clone(),
+        ));
+    }
     for listener in std::iter::once(outbound_listener).chain(pod_listeners) {
         tokio::spawn(
             outbound
