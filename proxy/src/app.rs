@@ -20,6 +20,7 @@ use crate::{
     balance::RoundRobin,
     capture::{self, ebpf::KernelCapture, OriginalDst},
     config::{self, Model},
+    gateway::{self, GatewayOptions},
     l7::L7Proxy,
     listener::Outbound,
     telemetry::{
@@ -44,6 +45,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// Changed by the admin server's `/logging`.
     pub log_levels: LogLevels,
+    /// `--gateway-labels`: `None` serves no Gateway.
+    pub gateway: Option<GatewayOptions>,
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {
@@ -110,6 +113,15 @@ pub async fn run(options: RunOptions) -> Result<()> {
         Scope::Metrics,
         shutdown.clone(),
     ));
+    if let Some(gateway) = options.gateway.clone() {
+        tokio::spawn(gateway::serve(
+            gateway,
+            model.clone(),
+            outbound.clone(),
+            shutdown.clone(),
+            connections.clone(),
+        ));
+    }
     for listener in std::iter::once(outbound_listener).chain(pod_listeners) {
         tokio::spawn(
             outbound

@@ -7,6 +7,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
+    io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
     sync::watch,
 };
@@ -84,7 +85,9 @@ impl Outbound {
                 let destination = Destination::OriginalDst(original_dst);
                 self.serve_http(client, client_addr, destination).await
             }
-            Ok(ConnectionRoute::Tcp(route)) => self.proxy_tcp(client, client_addr, route).await,
+            Ok(ConnectionRoute::Tcp(route)) => {
+                self.proxy_tcp(client, client_addr, route, &[]).await
+            }
             // Closing is the only safe answer: relaying to the connection's own destination
             // would make strait an open proxy.
             Err(no_route) => {
@@ -94,7 +97,12 @@ impl Outbound {
     }
 
     /// Serves a connection whose client speaks HTTP/2 or HTTP/1.x, as its first bytes tell.
-    async fn serve_http(&self, client: TcpStream, client_addr: SocketAddr, to: Destination) {
+    pub(crate) async fn serve_http(
+        &self,
+        client: TcpStream,
+        client_addr: SocketAddr,
+        to: Destination,
+    ) {
         let l7 = self.l7.clone();
         match l7::sniff(client).await {
             Some((ClientProtocol::Http2, client)) => l7.serve_h2(client, client_addr, to).await,
@@ -103,7 +111,15 @@ impl Outbound {
         }
     }
 
-    async fn proxy_tcp(&self, client: TcpStream, client_addr: SocketAddr, route: TcpRoute) {
+    /// Relays the connection to an endpoint of `route`; `already_read` (what was read from the
+    /// client to route it) goes first.
+    pub(crate) async fn proxy_tcp(
+        &self,
+        client: TcpStream,
+        client_addr: SocketAddr,
+        route: TcpRoute,
+        already_read: &[u8],
+    ) {
         let labels = |flags| TcpLabels::new(&route.service_name, &route.namespace, flags);
         self.metrics
             .opened
@@ -111,12 +127,17 @@ impl Outbound {
             .inc();
         let (flags, relayed) = match self.connect(&route).await {
             Err(flags) => (flags, None),
-            Ok((upstream, endpoint)) => {
+            Ok((mut upstream, endpoint)) => {
                 debug!(client = %client_addr, %endpoint, service = %route.service_name, "relaying");
-                (
-                    ResponseFlags::NONE,
-                    Some(upstream::relay(client, upstream).await),
-                )
+                let mut relayed = match upstream.write_all(already_read).await {
+                    Ok(()) => upstream::relay(client, upstream).await,
+                    Err(err) => upstream::Relayed {
+                        error: Some(err),
+                        ..Default::default()
+                    },
+                };
+                relayed.from_client += already_read.len() as u64;
+                (ResponseFlags::NONE, Some(relayed))
             }
         };
         let labels = labels(flags);

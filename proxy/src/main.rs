@@ -1,9 +1,18 @@
 //! The `strait` command line.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
 
 use clap::{Args, Parser, Subcommand};
-use strait::{admin::proxy_config, app, capture, config, telemetry::logging};
+use strait::{
+    admin::proxy_config, app, capture, config, config::resources::Labels, gateway::GatewayOptions,
+    telemetry::logging,
+};
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +102,13 @@ struct RunArgs {
     /// On SIGTERM, wait this long for open connections to finish.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Serve the Istio Gateways whose selector these labels satisfy (none by default), e.g.
+    /// `istio=ingressgateway`.
+    #[arg(long, value_name = "K=V,...", value_parser = strait::gateway::parse_labels)]
+    gateway_labels: Option<Labels>,
+    /// The address gateway ports listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    gateway_bind: IpAddr,
     #[arg(long, value_enum, default_value_t = logging::LogFormat::Text)]
     log_format: logging::LogFormat,
 }
@@ -159,6 +175,10 @@ fn run(args: Box<RunArgs>, log_levels: logging::LogLevels) -> anyhow::Result<()>
         connect_timeout: args.connect_timeout,
         drain_timeout: args.drain_timeout,
         log_levels,
+        gateway: args.gateway_labels.map(|labels| GatewayOptions {
+            labels: Arc::new(labels),
+            bind: args.gateway_bind,
+        }),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -136,12 +136,23 @@ async def run(args):
                 by_instance[line["instance"]] += 1
             by_code[str(line["code"])] += 1
 
-    async with grpc.aio.insecure_channel(args.to, options=options) as channel:
+    async with open_channel(args, options) as channel:
         stub = pb2_grpc.GreeterStub(channel)
         await asyncio.gather(*(worker(stub) for _ in range(min(args.concurrency, args.count))))
     summary = {"summary": True, "calls": calls, "ok": ok}
     emit(summary | {"by_instance": dict(by_instance), "by_code": dict(by_code)})
     return ok == calls
+
+
+def open_channel(args, options):
+    """Cleartext HTTP/2, or TLS trusting --tls-ca only (ALPN h2, SNI --tls-server-name)."""
+    if args.tls_ca is None:
+        return grpc.aio.insecure_channel(args.to, options=options)
+    with open(args.tls_ca, "rb") as ca:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.read())
+    if args.tls_server_name:
+        options = list(options) + [("grpc.ssl_target_name_override", args.tls_server_name)]
+    return grpc.aio.secure_channel(args.to, credentials, options=options)
 
 
 def parse_args():
@@ -155,6 +166,8 @@ def parse_args():
     parser.add_argument("--method", choices=METHODS, default="unary")
     parser.add_argument("--size", type=int, default=0, help="pad the name with '.' to BYTES")
     parser.add_argument("--messages", type=int, default=3, help="messages per streaming call")
+    parser.add_argument("--tls-ca", help="call over TLS, trusting this PEM file only")
+    parser.add_argument("--tls-server-name", help="with --tls-ca: the SNI and name to verify")
     args = parser.parse_args()
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")

@@ -74,7 +74,9 @@ const WORKLOAD_ENTRY: &[Rule] = &[
 
 const VIRTUAL_SERVICE: &[Rule] = &[
     ("spec.tcp", Unsupported),
-    ("spec.tls", Unsupported),
+    ("spec.tls[].match[].destinationSubnets", Unsupported),
+    ("spec.tls[].match[].sourceLabels", Unsupported),
+    ("spec.tls[].match[].sourceNamespace", Unsupported),
     ("spec.exportTo", Unsupported),
     ("spec.http[].match[].queryParams", Unsupported),
     ("spec.http[].match[].scheme", Unsupported),

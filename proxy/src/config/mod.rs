@@ -34,6 +34,7 @@ mod diagnostics;
 pub mod documents;
 mod fields;
 mod files;
+pub mod gateway;
 mod hosts;
 mod kinds;
 mod load;
@@ -52,7 +53,7 @@ use std::{io::Write, path::PathBuf};
 pub use self::{
     describe::describe_command,
     diagnostics::{Diagnostic, Severity, Source, Subject},
-    hosts::{canonical_host, fqdn, ServiceName, CLUSTER_DOMAIN},
+    hosts::{canonical_host, fqdn, split_authority, Host, ServiceName, CLUSTER_DOMAIN},
     kinds::Kind,
     load::{load, load_str, LoadError, Loaded},
     model::{Backend, Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},

@@ -181,8 +181,8 @@ pub(crate) fn routes_for_port<'v>(
         .unwrap_or_else(|| vec![HttpRoute::istio_default(backend.clone())])
 }
 
-/// One VirtualService's routes for Service port `port`, in order.
-fn virtual_service_routes(
+/// One VirtualService's routes for Service port (or gateway port) `port`, in order.
+pub(crate) fn virtual_service_routes(
     service: &VirtualService,
     port: u16,
     resolve: &impl Resolve,

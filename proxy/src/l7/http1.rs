@@ -36,6 +36,7 @@ impl L7Proxy {
         let drain = self.drain.clone();
         let service = service_fn(move |request| {
             let proxy = self.clone();
+            let destination = destination.clone();
             // Boxed, as HTTP/2's: a request's state is kilobytes, cheaper moved as a pointer.
             Box::pin(
                 async move { Ok::<_, Infallible>(proxy.forward_http1(request, destination).await) },

@@ -52,6 +52,7 @@ use self::{
 use crate::{
     balance::{Balancers, Pick},
     config::{
+        gateway::GatewayTarget,
         route::{HttpRoute, RouteDestination},
         Backend, GrpcCodes, Model, ServicePortRef, TryOutcome,
     },
@@ -69,12 +70,14 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub type RequestBody = ReplayBody<Incoming>;
 
 /// How a connection's requests find their Service port.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Destination {
     /// Captured: the original destination (cluster IP, port) decides, for every request.
     OriginalDst(SocketAddr),
     /// Not captured (`--no-ebpf`): each request's `:authority` (HTTP/1: `Host`) decides.
     Authority,
+    /// At a gateway port: the gateway's routes for the request's host ([`crate::gateway`]).
+    Gateway(GatewayTarget),
 }
 
 /// Shared by every L7 connection.
@@ -120,6 +123,7 @@ impl L7Proxy {
         let drain = self.drain.clone();
         let service = service_fn(move |request| {
             let proxy = self.clone();
+            let destination = destination.clone();
             // Boxed: hyper moves each stream's future into a task of its own, and the request's
             // state is kilobytes; moved as a pointer it costs nothing (profiled: memmove was
             // the largest user-space cost).
@@ -178,15 +182,11 @@ impl L7Proxy {
     async fn route<'m>(
         &self,
         model: &'m Model,
-        destination: Destination,
+        destination: &Destination,
         request: &mut Request<Incoming>,
         record: &mut Record,
     ) -> Result<Routed<'m>, Failure> {
-        let port = resolve(model, destination, request).ok_or(Failure::NoRoute)?;
-        // The Service asked for, until a destination is chosen: what a fault is counted under.
-        let asked = port.service();
-        record.outcome.service = Some((asked.name.clone(), asked.namespace.clone()));
-        let route = model.http_route(&port, request).ok_or(Failure::NoRoute)?;
+        let (route, port) = find_route(model, destination, request, record)?;
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
         // Envoy's fault filter runs before its router: a route to nowhere is delayed too.
         route_actions::inject_fault(&route.fault, deadline, &mut record.outcome.flags).await?;
@@ -197,7 +197,7 @@ impl L7Proxy {
             .map_err(|unresolved| Failure::NoCluster(unresolved.to_string()))?;
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
-        route_actions::shape_request(route, chosen, request, port.port());
+        route_actions::shape_request(route, chosen, request, port);
         Ok(Routed {
             route,
             chosen,
@@ -220,7 +220,7 @@ impl L7Proxy {
             backend,
             deadline,
         } = self
-            .route(&model, destination, &mut request, record)
+            .route(&model, &destination, &mut request, record)
             .await?;
         let policy = &backend.traffic_policy;
         let target = attempt::Destination {
@@ -448,24 +448,46 @@ impl body::ResponseObserver for InFlight {
     }
 }
 
+/// The request's route, and the port its matches and rewrites read.
+fn find_route<'m>(
+    model: &'m Model,
+    destination: &Destination,
+    request: &Request<Incoming>,
+    record: &mut Record,
+) -> Result<(&'m HttpRoute, u16), Failure> {
+    if let Destination::Gateway(target) = destination {
+        let route = crate::gateway::http_route(model, target, request).ok_or(Failure::NoRoute)?;
+        return Ok((route, target.port));
+    }
+    let port = resolve(model, destination, request).ok_or(Failure::NoRoute)?;
+    // The Service asked for, until a destination is chosen: what a fault is counted under.
+    let asked = port.service();
+    record.outcome.service = Some((asked.name.clone(), asked.namespace.clone()));
+    let route = model.http_route(&port, request).ok_or(Failure::NoRoute)?;
+    Ok((route, port.port()))
+}
+
 /// The Service port a request is for.
 fn resolve<'m>(
     model: &'m Model,
-    destination: Destination,
+    destination: &Destination,
     request: &Request<Incoming>,
 ) -> Option<ServicePortRef<'m>> {
     match destination {
-        Destination::OriginalDst(addr) => model.service_port_by_addr(addr),
-        Destination::Authority => {
-            let authority = request
-                .uri()
-                .authority()
-                .map(|a| a.as_str())
-                .or_else(|| request.headers().get(http::header::HOST)?.to_str().ok())?;
-            // No port: http's, 80 (strait sees only cleartext).
-            model.service_port_by_authority(authority, Some(80))
-        }
+        Destination::OriginalDst(addr) => model.service_port_by_addr(*addr),
+        // No port: http's, 80 (strait sees only cleartext).
+        Destination::Authority => model.service_port_by_authority(authority(request)?, Some(80)),
+        Destination::Gateway(_) => None,
     }
+}
+
+/// The request's `:authority`, else (HTTP/1) its `Host`.
+pub(crate) fn authority<B>(request: &Request<B>) -> Option<&str> {
+    request
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| request.headers().get(http::header::HOST)?.to_str().ok())
 }
 
 /// Serves a client connection until it ends; when strait drains, asks it (`graceful`) to

@@ -47,6 +47,17 @@ impl Loopback {
         serve: impl Fn(ServeOptions) -> ServeOptions,
         manifests: &str,
     ) -> Result<Loopback> {
+        Self::start_with_args(name, server, serve, manifests, &[])
+    }
+
+    /// As [`start_with`](Self::start_with), with more `strait run` arguments.
+    pub fn start_with_args(
+        name: &str,
+        server: Implementation,
+        serve: impl Fn(ServeOptions) -> ServeOptions,
+        manifests: &str,
+        strait_args: &[&str],
+    ) -> Result<Loopback> {
         let mut servers = Vec::new();
         let mut backends = Vec::new();
         for replica in REPLICAS {
@@ -68,7 +79,7 @@ impl Loopback {
         fs::write(config.join("greeter.yaml"), greeter_manifests(&pods))?;
         fs::write(config.join("empty.yaml"), empty.yaml())?;
         fs::write(config.join("policy.yaml"), manifests)?;
-        let strait = LocalStrait::start(&config, &[] as &[&str])?;
+        let strait = LocalStrait::start(&config, strait_args)?;
         Ok(Loopback {
             strait,
             _servers: servers,

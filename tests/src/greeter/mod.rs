@@ -136,7 +136,12 @@ pub fn run_client(
     timeout: Duration,
 ) -> Result<CallReport> {
     let cmd = implementation.call_command(options, |program| Command::new(program));
-    let mut client = ChildProcess::spawn(cmd, &format!("{implementation:?} greeter client"))?;
+    run_call_command(cmd, &format!("{implementation:?} greeter client"), timeout)
+}
+
+/// Runs a client command (as [`Implementation::call_command`] makes them) to its end.
+pub fn run_call_command(cmd: Command, what: &str, timeout: Duration) -> Result<CallReport> {
+    let mut client = ChildProcess::spawn(cmd, what)?;
     let deadline = Instant::now() + timeout;
     let mut output = String::new();
     while let Some(line) = client.next_line(deadline.saturating_duration_since(Instant::now()))? {

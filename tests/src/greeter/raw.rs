@@ -9,7 +9,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use percent_encoding::percent_decode_str;
 use prost::Message;
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
 
 use super::{proto::HelloRequest, Method};
 
@@ -70,11 +73,23 @@ impl RawCall {
         let tcp = TcpStream::connect(to)
             .await
             .with_context(|| format!("connecting to {to}"))?;
-        let (client, connection) = h2::client::handshake(tcp).await?;
+        self.exchange_on(tcp, &to.to_string()).await
+    }
+
+    /// Makes the call over `io` (say a TLS stream), as HTTP/2 with prior knowledge;
+    /// `default_authority` when the call names none.
+    pub async fn exchange_on<S>(&self, io: S, default_authority: &str) -> Result<RawResponse>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (client, connection) = h2::client::handshake(io).await?;
         tokio::spawn(connection);
         let mut client = client.ready().await?;
 
-        let authority = self.authority.clone().unwrap_or_else(|| to.to_string());
+        let authority = self
+            .authority
+            .clone()
+            .unwrap_or_else(|| default_authority.to_owned());
         let mut request = Request::post(format!("http://{authority}{}", self.path))
             .header("content-type", "application/grpc")
             .header("te", "trailers");

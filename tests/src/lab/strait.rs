@@ -108,13 +108,17 @@ impl LocalStrait {
 impl LocalStrait {
     /// `istio_requests_total` summed over the samples whose labels contain all of `labels`.
     pub fn requests_total(&self, labels: &[&str]) -> Result<u64> {
+        self.metric_total("istio_requests_total", labels)
+    }
+
+    /// The counter `name` summed over the samples whose labels contain all of `labels`.
+    pub fn metric_total(&self, name: &str, labels: &[&str]) -> Result<u64> {
         let url = format!("http://{}/stats/prometheus", self.admin);
         let (_, body) = http_get_local(&url)?;
+        let prefix = format!("{name}{{");
         Ok(body
             .lines()
-            .filter(|l| {
-                l.starts_with("istio_requests_total{") && labels.iter().all(|n| l.contains(n))
-            })
+            .filter(|l| l.starts_with(&prefix) && labels.iter().all(|n| l.contains(n)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum())
     }

@@ -16,6 +16,7 @@ pub(crate) use self::endpoints::{selected, Workload};
 pub use self::{backends::Backend, endpoints::EndpointSource};
 use super::{
     bindings::Bindings,
+    gateway::Gateways,
     hosts::{self, split_authority, Host, ServiceName},
     policy::TrafficPolicy,
     resources::{self, PortProtocol, Resources, TargetPort},
@@ -196,6 +197,7 @@ pub struct Model {
     by_name: HashMap<ServiceName, usize>,
     by_ip: HashMap<IpAddr, usize>,
     by_addr: HashMap<SocketAddr, PortIndex>,
+    gateways: Gateways,
 }
 
 impl Model {
@@ -241,8 +243,15 @@ impl Model {
                 }
             }
         }
-        model.add_routes(&Bindings::new(resources));
+        let bindings = Bindings::new(resources);
+        model.add_routes(&bindings);
+        model.gateways = Gateways::build(resources, &bindings, &model);
         model
+    }
+
+    /// Every Gateway, its servers and routes; which are served is `--gateway-labels`' choice.
+    pub fn gateways(&self) -> &Gateways {
+        &self.gateways
     }
 
     /// Each port's routes, from the VirtualServices bound to its Service in the mesh.

@@ -1,7 +1,8 @@
 //! Istio `networking.istio.io` kinds. WorkloadEntry and DestinationRule traffic policies are
 //! used (the policy itself is [`TrafficPolicy`]), and so are a VirtualService's HTTP routes:
 //! matches, destinations, timeouts, retries, faults, header changes, rewrites and mirrors (see
-//! [`crate::config::route`]). Gateways are decoded and cross-checked; a later issue serves them.
+//! [`crate::config::route`]); Gateways and the VirtualServices' `tls` routes are served by
+//! [`crate::config::gateway`].
 
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
@@ -53,6 +54,37 @@ pub struct VirtualServiceSpec {
     pub gateways: Vec<String>,
     #[serde(default)]
     pub http: Vec<HttpRoute>,
+    /// Routes for TLS connections by SNI: read at gateways' PASSTHROUGH servers.
+    #[serde(default)]
+    pub tls: Vec<TlsRoute>,
+}
+
+/// One of `spec.tls`: connections whose SNI one of its matches names go to its destinations.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct TlsRoute {
+    #[serde(default, rename = "match")]
+    pub matches: Vec<TlsMatch>,
+    #[serde(default)]
+    pub route: Vec<RouteDestinationL4>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsMatch {
+    #[serde(default)]
+    pub sni_hosts: Vec<String>,
+    /// The gateway port; absent: any.
+    pub port: Option<PortNumber>,
+    /// Absent: the VirtualService's own `gateways`.
+    #[serde(default)]
+    pub gateways: Vec<String>,
+}
+
+/// A TCP or TLS route's destination: no header changes.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct RouteDestinationL4 {
+    pub destination: Destination,
+    pub weight: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

@@ -130,6 +130,11 @@ impl Destinations {
         Self { all, ranges }
     }
 
+    /// Each destination by its weight, as a route's; `all` must not be empty.
+    pub(crate) fn weighted(all: Vec<RouteDestination>) -> Self {
+        Self::new(all)
+    }
+
     /// Only `destination`.
     pub(crate) fn one(destination: RouteDestination) -> Self {
         Self::new(vec![destination])

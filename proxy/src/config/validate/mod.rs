@@ -7,9 +7,11 @@
 //! - Across documents: duplicates (the first in load order stays), named `targetPort`s no
 //!   selected endpoint defines, VirtualService destinations and mirrors (hosts, ports,
 //!   subsets), gateways and hosts bound
-//!   twice, and DestinationRule policies and subsets another rule for the host overrides.
+//!   twice, Gateway servers that cannot be served (mode, protocol, credential Secret), and
+//!   DestinationRule policies and subsets another rule for the host overrides.
 
 mod duplicates;
+mod gateways;
 mod http_routes;
 mod policy;
 mod routing;
@@ -42,6 +44,7 @@ pub(crate) fn across(resources: &mut Resources) -> Vec<Diagnostic> {
     diagnostics.extend(services::check_named_target_ports(resources));
     diagnostics.extend(routing::check(resources));
     diagnostics.extend(policy::check_merged(resources));
+    diagnostics.extend(gateways::check(resources));
     diagnostics
 }
 

@@ -1,0 +1,24 @@
+//! Gateway servers strait cannot serve: a protocol or TLS mode it does not implement, or a
+//! credential (Secret) that is missing or unusable. Istio accepts these Gateways and their
+//! other servers work, so each is a warning naming the server's field.
+
+use crate::config::{
+    diagnostics::{Diagnostic, Finding},
+    gateway::server_mode,
+    resources::{Gateway, Resources},
+};
+
+pub(super) fn check(resources: &Resources) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for gateway in resources.of::<Gateway>() {
+        for (index, server) in gateway.resource.spec.servers.iter().enumerate() {
+            let Err(unserved) = server_mode(gateway.resource, server, resources) else {
+                continue;
+            };
+            let field = format!("spec.servers[{index}].{}", unserved.field);
+            let finding = Finding::warning(field, unserved.message);
+            diagnostics.push(finding.place(&gateway.source, &gateway.subject()));
+        }
+    }
+    diagnostics
+}
