@@ -69,7 +69,11 @@ pub async fn serve(
 ) {
     let mut listening: HashMap<u16, CancellationToken> = HashMap::new();
     loop {
-        let wanted = ports(&model.borrow_and_update(), &options.labels);
+        let wanted = {
+            let current = model.borrow_and_update();
+            report_unserved(&current, &options.labels);
+            ports(&current, &options.labels)
+        };
         listening.retain(|port, stop| {
             let keep = wanted.contains(port);
             if !keep {
@@ -105,6 +109,17 @@ pub async fn serve(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = model.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Says which servers of the Gateways this strait serves cannot be served, and why.
+fn report_unserved(model: &Model, labels: &Labels) {
+    for gateway in model.gateways().served(labels) {
+        for (index, why) in &gateway.unserved {
+            let (namespace, name) = (&gateway.namespace, &gateway.name);
+            let field = format!("spec.servers[{index}].{}", why.field);
+            warn!(gateway = %format!("{namespace}/{name}"), field, "{}", why.message);
         }
     }
 }

@@ -50,8 +50,14 @@ impl fmt::Debug for Credential {
 
 /// Why a credential cannot be used; names the Secret and key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct CredentialError(String);
+pub enum CredentialError {
+    /// A Secret it needs is not in the config.
+    #[error("{0}")]
+    NotLoaded(String),
+    /// The Secret is there but cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 impl Credential {
     /// The credential `name` in `namespace`; `mutual` also reads the clients' CA.
@@ -61,8 +67,9 @@ impl Credential {
         name: &str,
         mutual: bool,
     ) -> Result<Self, CredentialError> {
-        let secret = SecretData::find(resources, namespace, name)
-            .ok_or_else(|| CredentialError(format!("Secret {namespace}/{name} is not loaded")))?;
+        let secret = SecretData::find(resources, namespace, name).ok_or_else(|| {
+            CredentialError::NotLoaded(format!("Secret {namespace}/{name} is not loaded"))
+        })?;
         let chain = certificates(&secret, CERT)?;
         let key = PrivateKeyDer::from_pem_slice(&secret.value(KEY)?)
             .map_err(|err| secret.error(KEY, &format!("no PEM private key ({err})")))?;
@@ -98,7 +105,7 @@ fn client_ca(
     let ca_name = format!("{}{CA_SECRET_SUFFIX}", secret.name);
     match SecretData::find(resources, secret.namespace, &ca_name) {
         Some(ca_secret) => certificates(&ca_secret, CA),
-        None => Err(CredentialError(format!(
+        None => Err(CredentialError::NotLoaded(format!(
             "MUTUAL needs the clients' CA: Secret {}/{} has no {CA} and Secret {}/{ca_name} is not loaded",
             secret.namespace, secret.name, secret.namespace
         ))),
@@ -174,7 +181,7 @@ impl<'a> SecretData<'a> {
     }
 
     fn error(&self, key: &str, problem: &str) -> CredentialError {
-        CredentialError(format!(
+        CredentialError::Invalid(format!(
             "Secret {}/{} {key}: {problem}",
             self.namespace, self.name
         ))

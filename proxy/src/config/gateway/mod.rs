@@ -45,6 +45,8 @@ pub struct Gateway {
     pub selector: Labels,
     /// Those that can be served, in order.
     pub servers: Vec<Server>,
+    /// Those that cannot, by index in `spec.servers`, and why.
+    pub unserved: Vec<(usize, Unserved)>,
     /// Per port, each VirtualService host bound here with its merged routes.
     http_routes: BTreeMap<u16, BTreeMap<String, Vec<HttpRoute>>>,
     /// Per port, in load order.
@@ -87,6 +89,10 @@ pub struct TlsRoute {
 pub struct Unserved {
     pub field: &'static str,
     pub message: String,
+    /// The Secret it names is not in the config. Not a fault of the manifests (Secrets are
+    /// usually made in the cluster, not written beside the routes), so `strait validate` says
+    /// nothing; a strait that serves the Gateway logs it.
+    pub secret_missing: bool,
 }
 
 /// How `server` of `gateway` is served, or why it is not.
@@ -104,7 +110,13 @@ pub(crate) fn server_mode(
             .unwrap_or("PASSTHROUGH")
             .to_ascii_uppercase()
     });
-    let unsupported = |field, message: String| Err(Unserved { field, message });
+    let unsupported = |field, message: String| {
+        Err(Unserved {
+            field,
+            message,
+            secret_missing: false,
+        })
+    };
     match (protocol.as_str(), mode.as_deref()) {
         (_, None) if http => Ok(ServerMode::Plain),
         ("HTTPS", None) => unsupported("tls", "HTTPS needs tls settings; the server is not served".into()),
@@ -121,6 +133,7 @@ pub(crate) fn server_mode(
                 .map_err(|err| Unserved {
                     field: "tls.credentialName",
                     message: format!("{err}; the server is not served"),
+                    secret_missing: matches!(err, CredentialError::NotLoaded(_)),
                 })
         }
         (_, Some(mode)) if mode != "SIMPLE" && mode != "MUTUAL" && mode != "PASSTHROUGH" => {
@@ -242,30 +255,29 @@ impl Gateway {
         resolve: &impl Resolve,
     ) -> Self {
         let meta = &spec.metadata;
-        let servers: Vec<Server> = spec
-            .spec
-            .servers
-            .iter()
-            .filter_map(|server| {
-                let mode = server_mode(spec, server, resources).ok()?;
-                let hosts = server
-                    .hosts
-                    .iter()
-                    .map(|host| ServerHost::parse(host, &meta.namespace))
-                    .collect();
-                Some(Server {
+        let mut servers = Vec::new();
+        let mut unserved = Vec::new();
+        for (index, server) in spec.spec.servers.iter().enumerate() {
+            match server_mode(spec, server, resources) {
+                Ok(mode) => servers.push(Server {
                     port: server.port.number.get(),
-                    hosts,
+                    hosts: server
+                        .hosts
+                        .iter()
+                        .map(|host| ServerHost::parse(host, &meta.namespace))
+                        .collect(),
                     mode,
-                })
-            })
-            .collect();
+                }),
+                Err(why) => unserved.push((index, why)),
+            }
+        }
         let scope = Scope::Gateway(format!("{}/{}", meta.namespace, meta.name));
         let mut gateway = Self {
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),
             selector: spec.spec.selector.clone(),
             servers,
+            unserved,
             http_routes: BTreeMap::new(),
             tls_routes: BTreeMap::new(),
         };

@@ -44,6 +44,16 @@ fn target(port: u16) -> GatewayTarget {
     }
 }
 
+fn unserved(model: &Model) -> Vec<(usize, Unserved)> {
+    let labels = target(0).labels;
+    let gateway = model
+        .gateways()
+        .served(&labels)
+        .next()
+        .expect("the Gateway is served");
+    gateway.unserved.clone()
+}
+
 fn credential_of(model: &Model, port: u16, host: &str) -> Option<Arc<Credential>> {
     match &model.gateways().server_for(&target(port), host)?.1.mode {
         ServerMode::Terminate(credential) => Some(credential.clone()),
@@ -104,10 +114,13 @@ fn mutual_reads_the_ca_from_the_cacert_secret() {
     let without_ca = secret("a", &[("tls.crt", &crt), ("tls.key", &key)]) + &gateway(server);
     let (model, problems) = loaded(&without_ca);
     assert!(credential_of(&model, 443, "a.example.com").is_none());
-    assert_eq!(
-        problems,
-        ["warning: g.yaml#2 Gateway/default/gw: spec.servers[0].tls.credentialName: MUTUAL needs the clients' CA: Secret default/a has no ca.crt and Secret default/a-cacert is not loaded; the server is not served"]
-    );
+    // A Secret not in the config is no problem of the manifests; a strait serving the
+    // Gateway says why the server is not served.
+    assert!(problems.is_empty(), "{problems:?}");
+    let (index, why) = &unserved(&model)[0];
+    assert_eq!(*index, 0);
+    assert!(why.secret_missing);
+    assert_eq!(why.message, "MUTUAL needs the clients' CA: Secret default/a has no ca.crt and Secret default/a-cacert is not loaded; the server is not served");
     let with_ca = without_ca + &secret("a-cacert", &[("ca.crt", &ca)]);
     let (model, problems) = loaded(&with_ca);
     assert!(problems.is_empty(), "{problems:?}");
@@ -133,44 +146,47 @@ fn unusable_servers_are_reported_and_the_rest_served() {
     let field = |n: usize, rest: &str| {
         format!("warning: g.yaml#3 Gateway/default/gw: spec.servers[{n}].{rest}")
     };
-    assert_eq!(problems.len(), 5, "{problems:?}");
+    // Each server strait cannot serve is known with why; all but the missing Secret are
+    // problems of the manifests.
+    let unserved = unserved(&model);
+    assert_eq!(unserved.len(), 5, "{unserved:?}");
+    assert!(unserved[0].1.secret_missing);
     assert_eq!(
-        problems[0],
-        field(
-            0,
-            "tls.credentialName: Secret default/missing is not loaded; the server is not served"
-        )
+        unserved[0].1.message,
+        "Secret default/missing is not loaded; the server is not served"
     );
+    assert!(unserved[1..].iter().all(|(_, why)| !why.secret_missing));
+    assert_eq!(problems.len(), 4, "{problems:?}");
     assert!(
-        problems[1].starts_with(&field(
+        problems[0].starts_with(&field(
             1,
             "tls.credentialName: Secret default/mismatched tls.key: does not match tls.crt"
         )),
         "{}",
-        problems[1]
+        problems[0]
     );
     assert!(
-        problems[2].starts_with(&field(
+        problems[1].starts_with(&field(
             2,
             "tls.credentialName: Secret default/bad tls.crt: no PEM certificate"
         )),
         "{}",
-        problems[2]
+        problems[1]
     );
     assert_eq!(
-        problems[3],
+        problems[2],
         field(
             3,
             "tls.mode: ISTIO_MUTUAL is not supported by strait; the server is not served"
         )
     );
     assert!(
-        problems[4].starts_with(&field(
+        problems[3].starts_with(&field(
             4,
             "port.protocol: TLS with TLS mode SIMPLE is not supported"
         )),
         "{}",
-        problems[4]
+        problems[3]
     );
     let served: Vec<u16> = model
         .gateways()

@@ -1,6 +1,8 @@
 //! Gateway servers strait cannot serve: a protocol or TLS mode it does not implement, or a
-//! credential (Secret) that is missing or unusable. Istio accepts these Gateways and their
-//! other servers work, so each is a warning naming the server's field.
+//! credential (Secret) that is unusable. Istio accepts these Gateways and their other servers
+//! work, so each is a warning naming the server's field. A Secret that is not in the config is
+//! not reported here (see [`Unserved::secret_missing`](crate::config::gateway::Unserved)): a
+//! strait that serves the Gateway logs it.
 
 use crate::config::{
     diagnostics::{Diagnostic, Finding},
@@ -15,6 +17,9 @@ pub(super) fn check(resources: &Resources) -> Vec<Diagnostic> {
             let Err(unserved) = server_mode(gateway.resource, server, resources) else {
                 continue;
             };
+            if unserved.secret_missing {
+                continue;
+            }
             let field = format!("spec.servers[{index}].{}", unserved.field);
             let finding = Finding::warning(field, unserved.message);
             diagnostics.push(finding.place(&gateway.source, &gateway.subject()));
