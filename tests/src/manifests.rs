@@ -82,6 +82,25 @@ pub fn round_robin(host: &str) -> String {
     )
 }
 
+/// A VirtualService named `name` splitting `host` between its DestinationRule subsets v1 and
+/// v2 by `weights`, in the shape of the seed's `grpc-canary`.
+pub fn canary(name: &str, host: &str, weights: [u32; 2]) -> String {
+    let routes: String = ["v1", "v2"]
+        .iter()
+        .zip(weights)
+        .map(|(subset, weight)| {
+            format!(
+                "    - destination:\n        host: {host}\n        subset: {subset}\n      \
+                 weight: {weight}\n"
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\n  \
+         namespace: default\nspec:\n  hosts:\n  - {host}\n  http:\n  - route:\n{routes}"
+    )
+}
+
 /// `fixtures/seed-manifests.yaml`: the manifests users have today, as written.
 pub fn seed_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/seed-manifests.yaml")
@@ -93,22 +112,48 @@ pub fn seed() -> Result<String> {
     fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The seed manifests without the document `kind`/`name` (say, to write a changed one beside).
+/// The seed manifests with the document `kind`/`name` replaced by `document`, in its place
+/// (the seed's load order decides between VirtualServices bound to one host, so it is kept).
 /// Fails when the seed has no such document, so a renamed one is not silently kept.
-pub fn seed_without(kind: &str, name: &str) -> Result<String> {
+pub fn seed_replacing(kind: &str, name: &str, document: &str) -> Result<String> {
     let seed = seed()?;
-    let documents: Vec<&str> = seed.split("\n---\n").collect();
+    let mut documents: Vec<&str> = seed.split("\n---\n").collect();
     let is_it = |doc: &str| {
         doc.lines().any(|l| l == format!("kind: {kind}"))
             && doc.lines().any(|l| l == format!("  name: {name}"))
     };
-    anyhow::ensure!(
-        documents.iter().filter(|doc| is_it(doc)).count() == 1,
-        "the seed has no single {kind} {name}"
-    );
-    Ok(documents
-        .into_iter()
-        .filter(|doc| !is_it(doc))
-        .collect::<Vec<_>>()
-        .join("\n---\n"))
+    let mut found = documents.iter_mut().filter(|doc| is_it(doc));
+    let (Some(it), None) = (found.next(), found.next()) else {
+        anyhow::bail!("the seed has no single {kind} {name}");
+    };
+    *it = document.trim_end();
+    let mut text = documents.join("\n---\n");
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed's canary, written by [`canary`], is the seed's own document.
+    #[test]
+    fn canaries_have_the_seeds_shape() {
+        let seed = seed().unwrap();
+        let written = canary(
+            "grpc-canary",
+            "grpc-service.default.svc.cluster.local",
+            [90, 10],
+        );
+        assert!(seed.contains(&written), "{written}");
+        let replaced = seed_replacing("VirtualService", "grpc-canary", &written).unwrap();
+        assert_eq!(replaced, seed);
+        let other = canary("grpc-canary", "h", [1, 2]);
+        let replaced = seed_replacing("VirtualService", "grpc-canary", &other).unwrap();
+        assert!(!replaced.contains(&written) && replaced.contains(&other));
+        assert!(replaced.find(&other) < replaced.find("name: grpc-with-retries\n"));
+        assert!(seed_replacing("VirtualService", "nothing", &other).is_err());
+    }
 }

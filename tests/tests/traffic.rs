@@ -109,8 +109,8 @@ fn the_seeds_canary_puts_90_percent_on_v1() -> Result<()> {
 fn a_header_match_sends_a_marked_client_only_to_v2() -> Result<()> {
     let test = "a_header_match_sends_a_marked_client_only_to_v2";
     for implementation in greeter::implementations(test) {
-        let seed = manifests::seed_without("VirtualService", "grpc-canary")?;
-        let lo = Loopback::start_seed("header", implementation, |s| s, &seed, HEADER_CANARY)?;
+        let seed = manifests::seed_replacing("VirtualService", "grpc-canary", HEADER_CANARY)?;
+        let lo = Loopback::start_seed("header", implementation, |s| s, &seed, "")?;
         let marked = lo.call(implementation, SEED_GRPC_AUTHORITY, |c| {
             c.count(300).metadata("x-canary", "true")
         })?;
@@ -182,9 +182,8 @@ fn the_seeds_10s_delay_ends_2s_deadline_calls_at_2s() -> Result<()> {
 fn an_abort_at_50_percent_fails_half_the_calls() -> Result<()> {
     let test = "an_abort_at_50_percent_fails_half_the_calls";
     for implementation in greeter::implementations(test) {
-        let seed = manifests::seed_without("VirtualService", "server-fault")?;
-        let policy = manifests::documents([SERVER_SUBSETS.into(), SERVER_ABORT.into()]);
-        let lo = Loopback::start_seed("abort", implementation, |s| s, &seed, &policy)?;
+        let seed = manifests::seed_replacing("VirtualService", "server-fault", SERVER_ABORT)?;
+        let lo = Loopback::start_seed("abort", implementation, |s| s, &seed, SERVER_SUBSETS)?;
         let summary = lo.call(implementation, SEED_SERVER_AUTHORITY, |c| c.count(CALLS))?;
         eprintln!("{implementation:?}: abort 50 % over {CALLS} calls: {summary:?}");
         let aborted = summary.with_code(Code::Unavailable);

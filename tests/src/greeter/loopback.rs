@@ -100,8 +100,8 @@ impl Loopback {
         Self::launch(name, servers, backends, &files)
     }
 
-    /// The seed manifests as users wrote them (`seed.yaml`; the seed itself unless
-    /// `seed` says otherwise, see [`manifests::seed_without`]), `manifests` beside them
+    /// The seed manifests as users wrote them (`seed.yaml`; the seed itself, or with a
+    /// document changed by [`manifests::seed_replacing`]), `manifests` beside them
     /// (`policy.yaml`), and a Greeter for each of [`SEED_REPLICAS`] as a Pod the seed's
     /// Services select, each on a loopback address of its own so that it can listen on the
     /// port the Service names.
