@@ -242,6 +242,7 @@ fn per_method_rules_retry_say_hello_and_not_a_client_stream() -> Result<()> {
             &policy,
         )?;
         let unary = lo.call(implementation, AUTHORITY, |c| c.count(300))?;
+        eprintln!("{implementation:?}: SayHello: {unary:?}");
         assert_eq!(unary.ok, 300, "{implementation:?}: SayHello {unary:?}");
 
         let streams = lo.call(implementation, AUTHORITY, |c| {
