@@ -54,24 +54,24 @@ class Failed(Exception):
 
 async def exchange(stub, args, name, timeout, seen):
     if args.method == "unary":
-        call = stub.SayHello(pb2.HelloRequest(name=name), timeout=timeout)
+        call = stub.SayHello(pb2.HelloRequest(name=name), timeout=timeout, metadata=args.metadata)
         seen.headers(await call.initial_metadata())
         seen.reply((await call).message)
     elif args.method == "server-stream":
         request = pb2.HelloStreamRequest(name=name, count=args.messages)
-        call = stub.SayHelloServerStream(request, timeout=timeout)
+        call = stub.SayHelloServerStream(request, timeout=timeout, metadata=args.metadata)
         seen.headers(await call.initial_metadata())
         async for reply in call:
             seen.reply(reply.message)
     elif args.method == "client-stream":
         requests = [pb2.HelloRequest(name=name) for _ in range(args.messages)]
-        call = stub.SayHelloClientStream(iter(requests), timeout=timeout)
+        call = stub.SayHelloClientStream(iter(requests), timeout=timeout, metadata=args.metadata)
         seen.headers(await call.initial_metadata())
         seen.reply((await call).message)
     else:
         # Ping-pong: each request waits for the previous reply. read() raises the call's status
         # when it is not OK, so EOF means the stream ended well.
-        call = stub.SayHelloBidi(timeout=timeout)
+        call = stub.SayHelloBidi(timeout=timeout, metadata=args.metadata)
         for sent in range(1, args.messages + 1):
             await call.write(pb2.HelloRequest(name=name))
             if sent == 1:
@@ -155,6 +155,13 @@ def open_channel(args, options):
     return grpc.aio.secure_channel(args.to, credentials, options=options)
 
 
+def metadata_pair(pair):
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{pair!r} is not KEY=VALUE")
+    return key.lower(), value
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--to", required=True, help="HOST:PORT")
@@ -168,6 +175,13 @@ def parse_args():
     parser.add_argument("--messages", type=int, default=3, help="messages per streaming call")
     parser.add_argument("--tls-ca", help="call over TLS, trusting this PEM file only")
     parser.add_argument("--tls-server-name", help="with --tls-ca: the SNI and name to verify")
+    parser.add_argument(
+        "--metadata",
+        type=metadata_pair,
+        action="append",
+        default=[],
+        help="KEY=VALUE sent with every call (repeatable)",
+    )
     args = parser.parse_args()
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")

@@ -385,7 +385,7 @@ fn passthrough_relays_tls_by_sni() -> Result<()> {
     wait_until(
         || {
             lo.strait
-                .metric_total("istio_tcp_connections_opened_total", &relayed)
+                .counter("istio_tcp_connections_opened_total", &relayed)
                 .unwrap_or(0)
                 >= 1
         },

@@ -5,10 +5,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use strait_tests::greeter::{
-    self,
-    loopback::{Loopback, AUTHORITY, SERVICE_LABEL},
-    FailIn, Implementation, Method,
+use strait_tests::{
+    greeter::{
+        self,
+        loopback::{Loopback, AUTHORITY, SERVICE_LABEL},
+        FailIn, Implementation, Method,
+    },
+    manifests,
 };
 use tonic::Code;
 
@@ -124,21 +127,21 @@ fn failing_replica_with(name: &str, manifests: &str) -> Result<Loopback> {
 
 /// Round robin, so that a third of the first tries go to the failing replica whatever the
 /// machine's load does to latencies (the latency balancer may favour a replica that fails fast).
-const ROUND_ROBIN: &str = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
-    metadata: {name: greeter, namespace: default}\n\
-    spec: {host: greeter, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}\n";
+fn round_robin() -> String {
+    format!("---\n{}", manifests::round_robin("greeter"))
+}
 
 /// The issue's check: with retries configured all 1000 calls succeed; with `attempts: 0` a
 /// third fail.
 #[test]
 fn virtual_service_retries_decide() -> Result<()> {
     let configured = virtual_service("retries: {attempts: 3, retryOn: unavailable}");
-    let lo = failing_replica_with("vs-retries", &(configured + ROUND_ROBIN))?;
+    let lo = failing_replica_with("vs-retries", &(configured + &round_robin()))?;
     let summary = lo.call(Implementation::Rust, AUTHORITY, |c| c.count(1000))?;
     assert_eq!(summary.ok, 1000, "{summary:?}");
     drop(lo);
 
-    let none = virtual_service("retries: {attempts: 0}") + ROUND_ROBIN;
+    let none = virtual_service("retries: {attempts: 0}") + &round_robin();
     let lo = failing_replica_with("vs-no-retries", &none)?;
     let summary = lo.call(Implementation::Rust, AUTHORITY, |c| c.count(1000))?;
     let failed = summary.with_code(Code::Unavailable);

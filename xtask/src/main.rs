@@ -4,7 +4,8 @@
 //! - `build-ebpf`: the kernel object, left at cargo's own output path.
 //! - `test`: everything CI checks: unit and privileged end-to-end tests, clippy, rustfmt.
 //! - `lab`: a node in a box running strait with capture on, a client calling a TCP and a gRPC
-//!   Service; `--once` checks one round and exits; `--down` removes every lab.
+//!   Service; `--scenario canary|header|chaos|retries` plays one of the seed's stories instead;
+//!   `--once` checks one round and exits; `--down` removes every lab.
 //! - `bench capture`: eBPF capture against iptables REDIRECT and no proxy, in a lab.
 //! - `bench grpc`: unary gRPC through strait against Envoy, nginx and HAProxy, with h2load.
 
@@ -44,10 +45,14 @@ enum Task {
         /// Remove every lab (also leftovers of crashed test runs) and exit.
         #[arg(long, conflicts_with = "once")]
         down: bool,
-        /// Play one round, then tear down; exit 1 unless every call was answered and every
-        /// replica answered some of the gRPC calls over the one connection (CI's check).
+        /// Play one round, then tear down; exit 1 unless the round showed what the scenario
+        /// promises (demo: every call answered, every replica answered some of the gRPC
+        /// calls over the one connection). CI's check.
         #[arg(long)]
         once: bool,
+        /// Which story the client plays (the seed's, on the lab's gRPC Service).
+        #[arg(long, value_enum, default_value = "demo", conflicts_with = "down")]
+        scenario: lab::Scenario,
     },
     /// Benchmarks: markdown tables of medians for the README (`capture` needs root).
     Bench {
@@ -63,7 +68,11 @@ fn main() -> ExitCode {
         // Verbatim from argv: clap drops a leading `--`, which `cargo test` needs.
         Task::Test { .. } => test(&env::args().skip(2).collect::<Vec<_>>()),
         Task::Lab { down: true, .. } => lab::down(),
-        Task::Lab { down: false, once } => lab::run(once),
+        Task::Lab {
+            down: false,
+            once,
+            scenario,
+        } => lab::run(scenario, once),
         Task::Bench { bench } => bench::run(bench),
     };
     match result {

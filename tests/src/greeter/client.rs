@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{
-    metadata::MetadataMap,
+    metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Channel, Endpoint},
     Code, Request, Status,
 };
@@ -33,6 +33,7 @@ pub async fn call(options: &CallOptions, mut report: impl FnMut(&CallLine)) -> R
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let plan = Arc::new(Plan {
+        metadata: metadata(options)?,
         method: options.method,
         name: options.request_name(),
         messages: options.messages,
@@ -79,7 +80,21 @@ fn channel(options: &CallOptions) -> Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
+/// `--metadata`, checked once: a key or value gRPC cannot send is the client's error.
+fn metadata(options: &CallOptions) -> Result<MetadataMap> {
+    let mut metadata = MetadataMap::new();
+    for (key, value) in &options.metadata {
+        let name = MetadataKey::from_bytes(key.as_bytes())
+            .with_context(|| format!("--metadata key {key:?}"))?;
+        let value = MetadataValue::try_from(value.as_str())
+            .with_context(|| format!("--metadata {key}: value {value:?}"))?;
+        metadata.append(name, value);
+    }
+    Ok(metadata)
+}
+
 struct Plan {
+    metadata: MetadataMap,
     method: Method,
     name: String,
     messages: u32,
@@ -218,6 +233,7 @@ impl Plan {
 
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
+        *request.metadata_mut() = self.metadata.clone();
         if let Some(deadline) = self.deadline {
             request.set_timeout(deadline);
         }

@@ -195,6 +195,16 @@ pub fn require_python_grpc(test: &str) -> bool {
     python_grpc_missing().is_none_or(|missing| lab::skip_or_fail(test, &missing))
 }
 
+/// The Greeters a test runs (servers and clients alike): the Rust one, and grpcio when
+/// [`require_python_grpc`] allows.
+pub fn implementations(test: &str) -> Vec<Implementation> {
+    let mut implementations = vec![Implementation::Rust];
+    if require_python_grpc(&format!("{test} (grpcio)")) {
+        implementations.push(Implementation::Python);
+    }
+    implementations
+}
+
 /// Why the Python Greeter cannot run, if it cannot (checked once per process).
 fn python_grpc_missing() -> Option<String> {
     static MISSING: OnceLock<Option<String>> = OnceLock::new();

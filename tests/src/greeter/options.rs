@@ -70,6 +70,9 @@ pub struct CallOptions {
     /// (client-stream), request/reply round trips (bidi).
     #[arg(long, default_value_t = 3)]
     pub messages: u32,
+    /// `KEY=VALUE` metadata sent with every call (repeatable): what header routes match.
+    #[arg(long = "metadata", value_parser = parse_metadata)]
+    pub metadata: Vec<(String, String)>,
 }
 
 /// The Greeter's methods, one per gRPC call kind.
@@ -134,6 +137,7 @@ impl CallOptions {
             method: Method::Unary,
             size: 0,
             messages: 3,
+            metadata: Vec::new(),
         }
     }
 
@@ -152,6 +156,12 @@ impl CallOptions {
         self
     }
 
+    /// Sends `key: value` metadata with every call.
+    pub fn metadata(mut self, key: &str, value: &str) -> Self {
+        self.metadata.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// The flags after `call`.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
@@ -165,6 +175,11 @@ impl CallOptions {
         ];
         args.extend(self.authority.as_ref().map(|a| flag("authority", a)));
         args.extend(self.deadline.map(|ms| flag("deadline", ms)));
+        args.extend(
+            self.metadata
+                .iter()
+                .map(|(key, value)| flag("metadata", format!("{key}={value}"))),
+        );
         args
     }
 
@@ -191,6 +206,14 @@ impl Method {
     /// The request path, `/helloworld.Greeter/<method>`.
     pub fn path(self) -> String {
         format!("/helloworld.Greeter/{}", self.grpc_name())
+    }
+}
+
+/// `KEY=VALUE`, split at the first '='; gRPC metadata keys are lowercase.
+fn parse_metadata(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_ascii_lowercase(), value.to_owned())),
+        _ => Err(format!("{pair:?} is not KEY=VALUE")),
     }
 }
 
@@ -252,6 +275,10 @@ mod tests {
             name: "-x".into(),
             size: 100,
             messages: 7,
+            metadata: vec![
+                ("x-canary".into(), "true".into()),
+                ("x-b".into(), "1=2".into()),
+            ],
             ..CallOptions::new("10.0.0.1:80".parse().unwrap())
                 .method(Method::ClientStream)
                 .count(9)

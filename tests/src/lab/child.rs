@@ -99,6 +99,11 @@ impl ChildHandle {
         }
     }
 
+    /// The stdout lines queued so far, without waiting for more.
+    pub fn queued_lines(&mut self) -> Vec<String> {
+        self.stdout.try_iter().collect()
+    }
+
     pub fn signal(&self, signal: Signal) -> Result<()> {
         self.process.signal(signal)
     }

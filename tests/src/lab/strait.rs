@@ -108,20 +108,32 @@ impl LocalStrait {
 impl LocalStrait {
     /// `istio_requests_total` summed over the samples whose labels contain all of `labels`.
     pub fn requests_total(&self, labels: &[&str]) -> Result<u64> {
-        self.metric_total("istio_requests_total", labels)
+        self.counter("istio_requests_total", labels)
     }
 
-    /// The counter `name` summed over the samples whose labels contain all of `labels`.
-    pub fn metric_total(&self, name: &str, labels: &[&str]) -> Result<u64> {
+    /// `strait_config_reloads_total` with `result` ("accepted" or "rejected").
+    pub fn reloads(&self, result: &str) -> Result<u64> {
+        let label = format!("result=\"{result}\"");
+        self.counter("strait_config_reloads_total", &[&label])
+    }
+
+    /// The counter `metric` from `/stats/prometheus`, summed over the samples whose labels
+    /// contain all of `labels`.
+    pub fn counter(&self, metric: &str, labels: &[&str]) -> Result<u64> {
         let url = format!("http://{}/stats/prometheus", self.admin);
         let (_, body) = http_get_local(&url)?;
-        let prefix = format!("{name}{{");
-        Ok(body
-            .lines()
-            .filter(|l| l.starts_with(&prefix) && labels.iter().all(|n| l.contains(n)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum())
+        Ok(sum_samples(&body, metric, labels))
     }
+}
+
+/// The samples of `metric` in a Prometheus text page whose labels contain all of `labels`,
+/// summed.
+pub fn sum_samples(page: &str, metric: &str, labels: &[&str]) -> u64 {
+    let start = format!("{metric}{{");
+    page.lines()
+        .filter(|l| l.starts_with(&start) && labels.iter().all(|n| l.contains(n)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// How strait's stderr says that a port it was given is taken (EADDRINUSE).

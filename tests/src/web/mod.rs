@@ -106,9 +106,7 @@ pub fn web_manifests<'a>(pods: impl IntoIterator<Item = (&'a str, SocketAddr)>) 
     // Round robin: these tests are about routing and per-request balancing, which a
     // latency-driven spread on a busy machine would blur (the default balancer's spread is
     // `grpc_balance.rs`'s subject).
-    let round_robin = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
-        metadata: {name: web, namespace: default}\n\
-        spec: {host: web, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}\n";
+    let round_robin = manifests::round_robin("web");
     let pods = pods
         .into_iter()
         .map(|(name, addr)| manifests::pod(name, "web", addr.ip(), &[("http", addr.port())]));
@@ -116,7 +114,7 @@ pub fn web_manifests<'a>(pods: impl IntoIterator<Item = (&'a str, SocketAddr)>) 
         service("web", WEB_VIP).yaml(),
         service("web-h2", "10.96.0.41:80").yaml(),
         upgrade.to_owned(),
-        round_robin.to_owned(),
+        round_robin,
     ];
     manifests::documents(documents.into_iter().chain(pods))
 }

@@ -20,6 +20,7 @@ use std::{fmt::Write as _, fs, net::SocketAddr, path::Path, process::Command, ti
 use anyhow::{bail, ensure, Context, Result};
 use strait_tests::{
     greeter::{self, CallOptions, Implementation},
+    h2load,
     lab::ChildProcess,
 };
 
@@ -238,7 +239,7 @@ pub fn run(args: &GrpcArgs) -> Result<()> {
     crate::lab::on_stop_signals()?;
 
     let dir = ScratchDir::new("grpc")?;
-    let request = dir.write("request.bin", peers::grpc_frame(REQUEST_NAME))?;
+    let request = dir.write("request.bin", h2load::grpc_frame(REQUEST_NAME))?;
     let backend = peers::start_backend(&programs, &dir)?;
     println!("{}", plan.announce(&programs)?);
     let bench = Bench {
@@ -376,7 +377,7 @@ impl Bench<'_> {
             .sum::<Result<u64>>()?;
 
         let output = finish(&mut h2load, output)?;
-        let summary = H2loadSummary::parse(&output)?;
+        let summary = h2load::Summary::parse(&output)?;
         let latencies = successful_latencies_us(&fs::read_to_string(&log)?)?;
         ensure!(
             !latencies.is_empty(),
@@ -409,11 +410,7 @@ impl Bench<'_> {
                 (plan.warmup * 1000.0).round()
             ))
             .arg(format!("--duration={}ms", (plan.duration * 1000.0).round()))
-            .arg("--data")
-            .arg(self.request)
-            .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
-            .arg("-H")
-            .arg(format!(":authority: {}", authority()))
+            .args(h2load::unary_grpc_args(self.request, &authority()))
             .arg(format!("--log-file={}", log.display()))
             .arg(format!("http://{to}{PATH}"));
         cmd
@@ -486,42 +483,6 @@ fn finish(h2load: &mut ChildProcess, mut output: String) -> Result<String> {
             h2load.stderr_report()
         ),
         None => bail!("h2load still ran {SLACK:?} after its summary"),
-    }
-}
-
-/// h2load's own count of the measured phase.
-#[derive(Debug, PartialEq)]
-struct H2loadSummary {
-    succeeded: u64,
-    failed: u64,
-    errored: u64,
-    timeout: u64,
-}
-
-impl H2loadSummary {
-    /// From `requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout`
-    /// (the measured phase only; its `finished in` counts the warm-up too).
-    fn parse(output: &str) -> Result<Self> {
-        let requests = output
-            .lines()
-            .find_map(|l| l.strip_prefix("requests: "))
-            .with_context(|| format!("no `requests:` line in h2load's output:\n{output}"))?;
-        let count = |what: &str| {
-            requests
-                .split(", ")
-                .find_map(|part| part.strip_suffix(what)?.trim().parse().ok())
-                .with_context(|| format!("no {what} count in h2load's `requests: {requests}`"))
-        };
-        Ok(H2loadSummary {
-            succeeded: count(" succeeded")?,
-            failed: count(" failed")?,
-            errored: count(" errored")?,
-            timeout: count(" timeout")?,
-        })
-    }
-
-    fn failures(&self) -> u64 {
-        self.failed + self.errored + self.timeout
     }
 }
 
@@ -748,30 +709,6 @@ fn verdict(strait: &Medians, best: &Medians, envoy: Option<&Medians>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const H2LOAD_OUTPUT: &str = "starting benchmark...
-Warm-up phase is over for thread #0.
-Main benchmark duration is started for thread #0.
-Main benchmark duration is over for thread #0. Stopping all clients.
-finished in 10.00s, 45123.40 req/s, 3.12MB/s
-requests: 451234 total, 451362 started, 451234 done, 451230 succeeded, 4 failed, 1 errored, 2 timeout
-status codes: 451230 2xx, 0 3xx, 0 4xx, 4 5xx
-";
-
-    #[test]
-    fn h2load_summaries() {
-        assert_eq!(
-            H2loadSummary::parse(H2LOAD_OUTPUT).unwrap(),
-            H2loadSummary {
-                succeeded: 451230,
-                failed: 4,
-                errored: 1,
-                timeout: 2,
-            }
-        );
-        assert!(H2loadSummary::parse("finished in 1.00s, 1 req/s").is_err());
-        assert!(H2loadSummary::parse("requests: 5 total, 5 started").is_err());
-    }
 
     fn programs() -> Programs {
         let program = |version: &str| peers::Program {

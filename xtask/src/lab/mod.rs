@@ -5,10 +5,14 @@
 //! connection, which strait balances call by call. Each reply names its replica; a round prints
 //! who answered.
 //!
+//! `--scenario NAME` plays one of the seed's stories instead (`scenario/`), with the manifests
+//! it adds from `tests/lab/scenarios`.
+//!
 //! The lab uses a fixed subnet (10.250.0.0/24) so that `tests/lab/manifests` can name the pod
 //! addresses; the tests build labs of their own with generated manifests.
 
 mod round;
+mod scenario;
 
 use std::{
     fs,
@@ -26,7 +30,7 @@ use strait_tests::{
 };
 
 use crate::cargo;
-use round::Round;
+pub use scenario::Scenario;
 
 const PREFIX: &str = "demo";
 const SUBNET_OCTET: u8 = 250;
@@ -50,9 +54,9 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-/// Builds, runs the lab and plays rounds until a stop signal; with `once`, plays one round and
-/// fails unless it passed (see [`Round::problems`]).
-pub fn run(once: bool) -> Result<()> {
+/// Builds, runs the lab and plays `scenario`'s rounds until a stop signal; with `once`, plays
+/// one round and fails unless it passed (see [`scenario::Played::problems`]).
+pub fn run(scenario: Scenario, once: bool) -> Result<()> {
     ensure_root()?;
     // A run after a crash starts clean.
     Lab::down_leftovers(PREFIX)?;
@@ -64,15 +68,15 @@ pub fn run(once: bool) -> Result<()> {
         prefix: PREFIX.into(),
         subnet_octet: SUBNET_OCTET,
     };
-    let mut scenario = Scenario::start(config, &manifests_dir())?;
-    scenario.strait.echo("[strait]");
-    scenario.describe(once);
+    let mut running = Running::start(config, &manifests_dir(), scenario)?;
+    running.strait.echo("[strait]");
+    running.describe(once);
     let outcome = if once {
-        scenario.play_once()
+        running.play_once()
     } else {
-        scenario.play_live()
+        running.play_live()
     };
-    scenario.tear_down()?;
+    running.tear_down()?;
     outcome
 }
 
@@ -106,28 +110,34 @@ fn manifests_dir() -> PathBuf {
     cargo::workspace_root().join("tests/lab/manifests")
 }
 
-/// The lab with its replicas, client and strait running.
-struct Scenario {
+/// The lab with its replicas, client and strait running, playing a scenario.
+struct Running {
     lab: Lab,
     client: Pod,
     strait: ChildHandle,
+    scenario: Scenario,
 }
 
-impl Scenario {
+impl Running {
     /// Builds the lab `config` names (its subnet must be the one `manifests` give the pods) and
-    /// returns once every server listens and strait is ready.
-    fn start(config: LabConfig, manifests: &Path) -> Result<Self> {
+    /// returns once every server listens and strait is ready, with `scenario`'s manifests too.
+    fn start(config: LabConfig, manifests: &Path, scenario: Scenario) -> Result<Self> {
         let mut lab = Lab::with_config(config)?;
         for name in REPLICAS {
-            start_replica(&mut lab, name, manifests)?;
+            start_replica(&mut lab, name, manifests, scenario)?;
         }
         let client = lab.add_pod("client")?;
         check_manifest_address(manifests, &client)?;
-        let strait = lab.start_strait(manifests, &[] as &[&str])?;
+        let mut extra = Vec::new();
+        if let Some(more) = scenario.manifests() {
+            extra.extend(["--config".into(), more.into_os_string()]);
+        }
+        let strait = lab.start_strait(manifests, &extra)?;
         Ok(Self {
             lab,
             client,
             strait,
+            scenario,
         })
     }
 
@@ -153,10 +163,19 @@ impl Scenario {
             );
         }
         println!(
-            "  client     {}: a round every {} s, calling both Services",
+            "  client     {}: a round every {} s",
             self.client.ip,
             ROUND_EVERY.as_secs()
         );
+        if let Some(manifests) = self.scenario.manifests() {
+            println!(
+                "  scenario   {}: {}\n             {}",
+                self.scenario.name(),
+                self.scenario.story(),
+                manifests.display()
+            );
+            return self.describe_look();
+        }
         println!(
             "  services   greeter {TCP_SERVICE} (TCP): 1 call on a new connection; strait \
              balances connections"
@@ -166,6 +185,11 @@ impl Scenario {
              connection; strait balances each call",
             round::GRPC_CALLS
         );
+        self.describe_look();
+    }
+
+    fn describe_look(&self) {
+        let node = self.lab.node_netns();
         println!(
             "  look:      bpftool cgroup tree {}",
             self.lab.cgroup_dir().display()
@@ -180,7 +204,7 @@ impl Scenario {
         let mut number = 0;
         while !stop_requested() {
             number += 1;
-            self.play_round(number)?;
+            self.play_round(number, false)?;
             next += ROUND_EVERY;
             // Pacing, not synchronisation: the next round starts on the clock.
             let until_next = next.saturating_duration_since(Instant::now());
@@ -189,24 +213,33 @@ impl Scenario {
         Ok(())
     }
 
-    /// Plays one round and fails unless it passed ([`Round::problems`]). One round on a fresh
-    /// strait is a sound check: the balancer starts every replica at the same estimate and
-    /// marks one slower only after it answered, so each replica gets some of the calls.
+    /// Plays one round and fails unless it passed ([`scenario::Played::problems`]). For the
+    /// demo, one round on a fresh strait is a sound check: the balancer starts every replica
+    /// at the same estimate and marks one slower only after it answered, so each replica gets
+    /// some of the calls.
     fn play_once(&mut self) -> Result<()> {
-        let problems = self.play_round(1)?.problems();
+        let problems = self.play_round(1, true)?.problems;
         ensure!(problems.is_empty(), "{}", problems.join("\n"));
-        println!("lab: every call answered; every replica answered gRPC calls over one connection");
+        match self.scenario {
+            Scenario::Demo => println!(
+                "lab: every call answered; every replica answered gRPC calls over one connection"
+            ),
+            scenario => println!("lab: {}: as the story says", scenario.name()),
+        }
         Ok(())
     }
 
-    /// Plays and prints round `number`.
-    fn play_round(&mut self, number: u64) -> Result<Round> {
+    /// Plays and prints round `number` (`check`: the `--once` round).
+    fn play_round(&mut self, number: u64, check: bool) -> Result<scenario::Played> {
         if let Some(status) = self.strait.try_wait()? {
             bail!("strait exited: {status}{}", self.strait.stderr_report());
         }
-        let round = Round::play(&mut self.lab, &self.client)?;
-        println!("round {number}\n{}", round.report());
-        Ok(round)
+        let played = self.scenario.play(&mut self.lab, &self.client, check)?;
+        println!("round {number}\n{}", played.report);
+        for problem in &played.problems {
+            println!("  PROBLEM: {problem}");
+        }
+        Ok(played)
     }
 
     fn tear_down(self) -> Result<()> {
@@ -219,13 +252,14 @@ impl Scenario {
     }
 }
 
-/// A replica pod: the TCP server and the gRPC Greeter, both naming it in their replies.
-fn start_replica(lab: &mut Lab, name: &str, manifests: &Path) -> Result<()> {
+/// A replica pod: the TCP server and the gRPC Greeter (as `scenario` wants it), both naming it
+/// in their replies.
+fn start_replica(lab: &mut Lab, name: &str, manifests: &Path, scenario: Scenario) -> Result<()> {
     let pod = lab.add_pod(name)?;
     check_manifest_address(manifests, &pod)?;
     lab.serve_agent(&pod, TCP_PORT, name)?;
     let listen = SocketAddr::from(([0, 0, 0, 0], GRPC_PORT));
-    let options = ServeOptions::new(listen, name);
+    let options = scenario.greeter(ServeOptions::new(listen, name));
     lab.serve_greeter(&pod, Implementation::Rust, &options)?;
     Ok(())
 }
@@ -248,20 +282,55 @@ fn check_manifest_address(manifests: &Path, pod: &Pod) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// What `cargo xtask lab --once` checks, on the binaries already built (`cargo xtask
-    /// test` builds them first).
-    #[test]
-    fn one_round_reaches_every_replica_over_one_grpc_connection() -> Result<()> {
-        if !lab::require_privileges("one_round_reaches_every_replica_over_one_grpc_connection") {
+    /// What `cargo xtask lab --scenario SCENARIO --once` checks, on the binaries already built
+    /// (`cargo xtask test` builds them first).
+    fn play_once(test: &str, scenario: Scenario) -> Result<()> {
+        if !lab::require_privileges(test) {
             return Ok(());
         }
         // The lab's own subnet, so the checked-in manifests apply, but a prefix of its own: a
         // `cargo xtask lab` running meanwhile is left alone (labs are isolated from each other).
         let config = LabConfig {
             subnet_octet: SUBNET_OCTET,
-            ..LabConfig::unique("xtask-lab-round")
+            ..LabConfig::unique(&format!("xtask-lab-{}", scenario.name()))
         };
-        let mut scenario = Scenario::start(config, &manifests_dir())?;
-        scenario.play_once()
+        Running::start(config, &manifests_dir(), scenario)?.play_once()
+    }
+
+    #[test]
+    fn one_round_reaches_every_replica_over_one_grpc_connection() -> Result<()> {
+        play_once(
+            "one_round_reaches_every_replica_over_one_grpc_connection",
+            Scenario::Demo,
+        )
+    }
+
+    #[test]
+    fn the_canary_scenario_splits_90_10() -> Result<()> {
+        play_once("the_canary_scenario_splits_90_10", Scenario::Canary)
+    }
+
+    #[test]
+    fn the_header_scenario_sends_marked_calls_to_v2() -> Result<()> {
+        play_once(
+            "the_header_scenario_sends_marked_calls_to_v2",
+            Scenario::Header,
+        )
+    }
+
+    #[test]
+    fn the_chaos_scenario_ends_calls_at_their_deadline() -> Result<()> {
+        play_once(
+            "the_chaos_scenario_ends_calls_at_their_deadline",
+            Scenario::Chaos,
+        )
+    }
+
+    #[test]
+    fn the_retries_scenario_hides_a_failing_replica() -> Result<()> {
+        play_once(
+            "the_retries_scenario_hides_a_failing_replica",
+            Scenario::Retries,
+        )
     }
 }

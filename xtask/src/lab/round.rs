@@ -93,7 +93,7 @@ fn tcp_outcome(call: &Value) -> String {
 
 /// `replica-1 10, replica-2 11, replica-3 9`, every replica named even with 0, then any other
 /// instance, then the failures by status: `; 3 failed (grpc-status 14: 3)`.
-fn grpc_outcome(summary: &CallSummary) -> String {
+pub fn grpc_outcome(summary: &CallSummary) -> String {
     let others = summary
         .by_instance
         .keys()

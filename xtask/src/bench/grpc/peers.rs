@@ -11,7 +11,10 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context, Result};
-use strait_tests::lab::{self, wait_until, ChildProcess, LocalStrait};
+use strait_tests::{
+    h2load,
+    lab::{self, wait_until, ChildProcess, LocalStrait},
+};
 
 use super::{Target, AUTHORITY_PORT, REPLY_MESSAGE, SERVICE_NAME};
 use crate::{bench::ScratchDir, cargo};
@@ -292,18 +295,6 @@ fn start_accepting(cmd: Command, listen: SocketAddr, name: &str) -> Result<Serve
     Ok(Server { process, listen })
 }
 
-/// A gRPC message frame (uncompressed, 4-byte big-endian length) holding a protobuf message
-/// whose field 1 is the string `text`: a HelloRequest's `name` or a HelloReply's `message`.
-pub fn grpc_frame(text: &str) -> Vec<u8> {
-    assert!(text.len() < 0x80, "one-byte protobuf length");
-    let mut message = vec![0x0a, text.len() as u8];
-    message.extend_from_slice(text.as_bytes());
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend(message);
-    frame
-}
-
 /// `bytes` as the inside of a double-quoted nginx string. nginx keeps raw bytes (NUL too) and
 /// unescapes only `\"`, `\\`, `\n`, `\r`, `\t`; a `$` would start a variable.
 fn nginx_quoted(bytes: &[u8]) -> String {
@@ -353,7 +344,7 @@ http {{
 }
 
 fn backend_nginx_conf(dir: &Path, listen: SocketAddr) -> String {
-    let reply = nginx_quoted(&grpc_frame(REPLY_MESSAGE));
+    let reply = nginx_quoted(&h2load::grpc_frame(REPLY_MESSAGE));
     let nowhere = dir.join("backend-no-files");
     let nowhere = nowhere.display();
     let http = format!(
@@ -510,14 +501,6 @@ fn strait_manifests(backend: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grpc_frames_hold_one_protobuf_string() {
-        assert_eq!(
-            grpc_frame("world"),
-            [0, 0, 0, 0, 7, 0x0a, 5, b'w', b'o', b'r', b'l', b'd']
-        );
-    }
 
     #[test]
     fn nginx_strings_keep_every_byte() {
