@@ -336,18 +336,20 @@ fn tls_by_sni_to_the_routes_of_each_host() -> Result<()> {
     assert_eq!(lo.requests_total(&ok)?, 2);
     assert_eq!(lo.requests_total(&["response_flags=\"NR\""])?, 1);
 
+    // The Greeter clients, tonic's and grpcio's, over TLS with the host's name as SNI.
+    let ca = lo.config.join("greeter-ca.pem");
+    fs::write(&ca, &certificates.greeter.cert_pem)?;
+    let mut clients = vec![Implementation::Rust];
     if greeter::require_python_grpc("tls_by_sni_to_the_routes_of_each_host (grpcio)") {
-        let ca = lo.config.join("greeter-ca.pem");
-        fs::write(&ca, &certificates.greeter.cert_pem)?;
-        let mut options = CallOptions::new(to).count(5);
+        clients.push(Implementation::Python);
+    }
+    for client in clients {
+        let mut options = CallOptions::new(to).count(5).tls(&ca, GREETER_HOST);
         options.authority = Some(GREETER_HOST.to_owned());
-        let mut cmd = Implementation::Python.call_command(&options, |p| Command::new(p));
-        cmd.arg("--tls-ca")
-            .arg(&ca)
-            .args(["--tls-server-name", GREETER_HOST]);
-        let report =
-            greeter::run_call_command(cmd, "grpcio client over TLS", Duration::from_secs(60))?;
-        assert_eq!(report.summary.ok, 5, "{:?}", report.summary);
+        let cmd = client.call_command(&options, |p| Command::new(p));
+        let what = format!("{client:?} Greeter client over TLS");
+        let report = greeter::run_call_command(cmd, &what, Duration::from_secs(60))?;
+        assert_eq!(report.summary.ok, 5, "{what}: {:?}", report.summary);
     }
     Ok(())
 }

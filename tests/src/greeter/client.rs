@@ -14,7 +14,7 @@ use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{
     metadata::{MetadataKey, MetadataMap, MetadataValue},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
     Code, Request, Status,
 };
 
@@ -69,8 +69,21 @@ pub async fn call(options: &CallOptions, mut report: impl FnMut(&CallLine)) -> R
 /// call's UNAVAILABLE, not the client's error). `--authority` becomes every request's
 /// `:authority`.
 fn channel(options: &CallOptions) -> Result<Channel> {
-    let mut endpoint =
-        Endpoint::from_shared(format!("http://{}", options.to))?.connect_timeout(CONNECT_TIMEOUT);
+    let scheme = if options.tls_ca.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", options.to))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(ca) = &options.tls_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("--tls-ca {}", ca.display()))?;
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+        if let Some(name) = &options.tls_server_name {
+            tls = tls.domain_name(name);
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
     if let Some(authority) = &options.authority {
         let origin = format!("http://{authority}")
             .parse()

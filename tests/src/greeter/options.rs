@@ -2,7 +2,11 @@
 //! the tests (which build them): one definition, and a round-trip test keeps both directions in
 //! step. The Python scripts take the same flags.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::{Args, ValueEnum};
 use tonic::Code;
@@ -73,6 +77,12 @@ pub struct CallOptions {
     /// `KEY=VALUE` metadata sent with every call (repeatable): what header routes match.
     #[arg(long = "metadata", value_parser = parse_metadata)]
     pub metadata: Vec<(String, String)>,
+    /// Call over TLS (ALPN h2), trusting only the CA certificates in this PEM file.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// With `--tls-ca`: the SNI sent and the name the certificate must carry.
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
 }
 
 /// The Greeter's methods, one per gRPC call kind.
@@ -138,7 +148,16 @@ impl CallOptions {
             size: 0,
             messages: 3,
             metadata: Vec::new(),
+            tls_ca: None,
+            tls_server_name: None,
         }
+    }
+
+    /// Calls over TLS to a server whose certificate for `server_name` chains to `ca` (PEM).
+    pub fn tls(mut self, ca: &Path, server_name: &str) -> Self {
+        self.tls_ca = Some(ca.to_owned());
+        self.tls_server_name = Some(server_name.to_owned());
+        self
     }
 
     pub fn method(mut self, method: Method) -> Self {
@@ -179,6 +198,12 @@ impl CallOptions {
             self.metadata
                 .iter()
                 .map(|(key, value)| flag("metadata", format!("{key}={value}"))),
+        );
+        args.extend(self.tls_ca.as_ref().map(|ca| flag("tls-ca", ca.display())));
+        args.extend(
+            self.tls_server_name
+                .as_ref()
+                .map(|name| flag("tls-server-name", name)),
         );
         args
     }
