@@ -114,13 +114,17 @@ pub async fn run(options: RunOptions) -> Result<()> {
         shutdown.clone(),
     ));
     if let Some(gateway) = options.gateway.clone() {
+        let (bound, first_bound) = tokio::sync::oneshot::channel();
         tokio::spawn(gateway::serve(
             gateway,
             model.clone(),
             outbound.clone(),
             shutdown.clone(),
             connections.clone(),
+            bound,
         ));
+        // Ready means the gateway ports of the first config are listening too.
+        let _ = first_bound.await;
     }
     for listener in std::iter::once(outbound_listener).chain(pod_listeners) {
         tokio::spawn(

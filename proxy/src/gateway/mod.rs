@@ -59,14 +59,17 @@ pub(crate) fn http_route<'m, B>(
     model.gateways().http_route(target, &host, request)
 }
 
-/// Serves the gateway ports of each config generation until `shutdown`.
+/// Serves the gateway ports of each config generation until `shutdown`; `bound` is told once
+/// the first generation's ports are listening (or could not be bound).
 pub async fn serve(
     options: GatewayOptions,
     mut model: watch::Receiver<Arc<Model>>,
     outbound: Arc<Outbound>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    bound: tokio::sync::oneshot::Sender<()>,
 ) {
+    let mut bound = Some(bound);
     let mut listening: HashMap<u16, CancellationToken> = HashMap::new();
     loop {
         let wanted = {
@@ -105,6 +108,9 @@ pub async fn serve(
                 // Tried again on the next generation.
                 Err(err) => warn!(%addr, %err, "cannot bind a gateway port"),
             }
+        }
+        if let Some(bound) = bound.take() {
+            let _ = bound.send(());
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -34,7 +34,7 @@ pub use scenario::Scenario;
 
 const PREFIX: &str = "demo";
 const SUBNET_OCTET: u8 = 250;
-const REPLICAS: [&str; 3] = ["replica-1", "replica-2", "replica-3"];
+pub(crate) const REPLICAS: [&str; 3] = ["replica-1", "replica-2", "replica-3"];
 const TCP_PORT: u16 = 8080;
 const GRPC_PORT: u16 = 50051;
 const TCP_SERVICE: &str = "10.96.0.10:80";
@@ -128,7 +128,7 @@ impl Running {
         }
         let client = lab.add_pod("client")?;
         check_manifest_address(manifests, &client)?;
-        let mut extra = Vec::new();
+        let mut extra = scenario.strait_args(&lab)?;
         if let Some(more) = scenario.manifests() {
             extra.extend(["--config".into(), more.into_os_string()]);
         }
@@ -246,6 +246,7 @@ impl Running {
         println!("lab: tearing down");
         let status = self.strait.stop(STRAIT_GRACE)?;
         println!("lab: strait exited: {status}");
+        self.scenario.clean(&self.lab);
         drop(self.lab);
         println!("lab: removed");
         Ok(())
@@ -294,7 +295,10 @@ mod tests {
             subnet_octet: SUBNET_OCTET,
             ..LabConfig::unique(&format!("xtask-lab-{}", scenario.name()))
         };
-        Running::start(config, &manifests_dir(), scenario)?.play_once()
+        let mut running = Running::start(config, &manifests_dir(), scenario)?;
+        let outcome = running.play_once();
+        running.tear_down()?;
+        outcome
     }
 
     #[test]
@@ -323,6 +327,14 @@ mod tests {
         play_once(
             "the_chaos_scenario_ends_calls_at_their_deadline",
             Scenario::Chaos,
+        )
+    }
+
+    #[test]
+    fn the_ingress_scenario_reaches_the_service_through_the_tls_gateway() -> Result<()> {
+        play_once(
+            "the_ingress_scenario_reaches_the_service_through_the_tls_gateway",
+            Scenario::Ingress,
         )
     }
 

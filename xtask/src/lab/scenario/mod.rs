@@ -1,15 +1,15 @@
 //! `cargo xtask lab --scenario NAME`: the seed's stories, played on the lab's gRPC Service
 //! (`greeter-grpc`, reached through eBPF capture). Each story is a module here with the
 //! manifests it adds in `tests/lab/scenarios/NAME.yaml`; `demo` is the lab's own round
-//! (`round.rs`). A new story (the TLS ingress gateway, once the Gateway lands) is a variant, a
-//! module and a manifest file.
+//! (`round.rs`). A new story is a variant, a module and a manifest file.
 
 mod canary;
 mod chaos;
 mod header;
+mod ingress;
 mod retries;
 
-use std::path::PathBuf;
+use std::{ffi::OsString, path::PathBuf};
 
 use anyhow::Result;
 use clap::ValueEnum;
@@ -33,6 +33,9 @@ pub enum Scenario {
     Chaos,
     /// replica-2 fails every call with UNAVAILABLE; strait retries, every call succeeds.
     Retries,
+    /// The TLS ingress Gateway: a client calls greeter.example.com:443 over TLS (SNI, ALPN h2)
+    /// and its calls are balanced one by one.
+    Ingress,
 }
 
 /// What a round showed, and what is wrong with it (a `--once` check fails on any problem).
@@ -64,6 +67,21 @@ impl Scenario {
         (self != Scenario::Demo).then(|| cargo::workspace_root().join(file))
     }
 
+    /// What strait needs besides the manifests (made now, for this lab).
+    pub fn strait_args(self, lab: &Lab) -> Result<Vec<OsString>> {
+        match self {
+            Scenario::Ingress => ingress::strait_args(lab),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes what [`strait_args`](Self::strait_args) made.
+    pub fn clean(self, lab: &Lab) {
+        if self == Scenario::Ingress {
+            ingress::clean(lab);
+        }
+    }
+
     /// The options of a replica's gRPC Greeter (`options` names it).
     pub fn greeter(self, options: ServeOptions) -> ServeOptions {
         match self {
@@ -87,6 +105,7 @@ impl Scenario {
             Scenario::Header => header::play(lab, client, check),
             Scenario::Chaos => chaos::play(lab, client),
             Scenario::Retries => retries::play(lab, client, check),
+            Scenario::Ingress => ingress::play(lab, client),
         }
     }
 }
