@@ -52,7 +52,7 @@ use self::{
 use crate::{
     balance::{Balancers, Pick},
     config::{
-        route::{HttpRoute, RouteDestination},
+        route::{HttpRoute, RequestHead, RouteDestination},
         Backend, GrpcCodes, Model, ServicePortRef, TryOutcome,
     },
     telemetry::{
@@ -123,7 +123,9 @@ impl L7Proxy {
             // Boxed: hyper moves each stream's future into a task of its own, and the request's
             // state is kilobytes; moved as a pointer it costs nothing (profiled: memmove was
             // the largest user-space cost).
-            Box::pin(async move { Ok::<_, Infallible>(proxy.forward(request, destination).await) })
+            Box::pin(async move {
+                Ok::<_, Infallible>(proxy.forward(request, destination, client_addr).await)
+            })
         });
         let connection = http2::Builder::new(TokioExecutor::new())
             .adaptive_window(true)
@@ -155,12 +157,16 @@ impl L7Proxy {
     }
 
     async fn forward(
-        &self,
+        self: &Arc<Self>,
         request: Request<Incoming>,
         destination: Destination,
+        client: SocketAddr,
     ) -> Response<ProxyBody> {
         let mut record = Record::new(self.metrics.clone(), grpc::is_grpc(&request));
-        match self.exchange(request, destination, &mut record).await {
+        match self
+            .exchange(request, destination, client, &mut record)
+            .await
+        {
             Ok(last) => last.respond(record),
             Err(failure) => {
                 debug!(flags = %failure.flags(), %failure, "request failed");
@@ -179,6 +185,7 @@ impl L7Proxy {
         &self,
         model: &'m Model,
         destination: Destination,
+        client: SocketAddr,
         request: &mut Request<Incoming>,
         record: &mut Record,
     ) -> Result<Routed<'m>, Failure> {
@@ -186,7 +193,9 @@ impl L7Proxy {
         // The Service asked for, until a destination is chosen: what a fault is counted under.
         let asked = port.service();
         record.outcome.service = Some((asked.name.clone(), asked.namespace.clone()));
-        let route = model.http_route(&port, request).ok_or(Failure::NoRoute)?;
+        let source = model.source(client.ip());
+        let head = RequestHead::from(&*request).from_source(source);
+        let route = model.http_route(&port, head).ok_or(Failure::NoRoute)?;
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
         // Envoy's fault filter runs before its router: a route to nowhere is delayed too.
         route_actions::inject_fault(&route.fault, deadline, &mut record.outcome.flags).await?;
@@ -197,7 +206,7 @@ impl L7Proxy {
             .map_err(|unresolved| Failure::NoCluster(unresolved.to_string()))?;
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
-        route_actions::shape_request(route, chosen, request, port.port());
+        route_actions::shape_request(route, chosen, request, port.port(), source);
         Ok(Routed {
             route,
             chosen,
@@ -208,9 +217,10 @@ impl L7Proxy {
 
     /// Routes the request and sends it, retrying as the route says, until a try is final.
     async fn exchange(
-        &self,
+        self: &Arc<Self>,
         mut request: Request<Incoming>,
         destination: Destination,
+        client: SocketAddr,
         record: &mut Record,
     ) -> Result<FinalTry, Failure> {
         let model = self.model.borrow().clone();
@@ -220,19 +230,14 @@ impl L7Proxy {
             backend,
             deadline,
         } = self
-            .route(&model, destination, &mut request, record)
+            .route(&model, destination, client, &mut request, record)
             .await?;
         let policy = &backend.traffic_policy;
-        let target = attempt::Destination {
-            key: &backend.key,
-            protocol: backend.protocol,
-            policy,
-            endpoints: &backend.endpoints,
-        };
         let active = self
             .loads
             .request(&backend.key, policy.connection_pool.http2_max_requests)?;
         let (parts, body) = request.into_parts();
+        let target = attempt::Destination::of(backend, &parts, client);
         let (replay, mut body) = Replay::start(body);
         let mut tries = Tries::new(&route.retries, deadline);
         loop {
