@@ -6,7 +6,8 @@
 //!   of two choices weighted by a peak-EWMA latency estimate, as linkerd2-proxy does: an
 //!   endpoint that answers slowly, or has many requests in flight, gets fewer new ones. Under
 //!   an `outlierDetection`, endpoints that keep failing are left out for a while, as Envoy does
-//!   (`outlier`): each try reports how it ended through its [`Pick`].
+//!   (`outlier`): each try reports how it ended through its [`Pick`]. `consistentHash` keeps
+//!   requests with the same key on the same endpoint ([`ring`]).
 //!
 //! Both keep their state per [`BalanceKey`] across config reloads, so a reload neither sends the
 //! next requests to the first pod again nor forgets which endpoints are slow. The endpoints are
@@ -20,6 +21,7 @@ mod endpoint;
 mod ewma;
 mod outlier;
 mod pool;
+mod ring;
 mod round_robin;
 
 use std::{
@@ -39,6 +41,7 @@ use self::pool::Pool;
 pub use self::{
     endpoint::Pick,
     outlier::{Ejection, EjectionReason},
+    ring::{ConsistentHash, HashKey},
     round_robin::RoundRobin,
 };
 use crate::config::TrafficPolicy;
@@ -48,8 +51,8 @@ use crate::config::TrafficPolicy;
 pub type BalanceKey = (String, u16);
 
 /// How requests are spread over a Service port's endpoints: DestinationRule
-/// `trafficPolicy.loadBalancer.simple`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// `trafficPolicy.loadBalancer` (`simple` or `consistentHash`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum LbPolicy {
     /// `ROUND_ROBIN`: each endpoint in turn.
     RoundRobin,
@@ -62,22 +65,36 @@ pub enum LbPolicy {
     /// peak-EWMA latency times requests in flight.
     #[default]
     PeakEwma,
+    /// `consistentHash`: a ring hash over the request's key.
+    ConsistentHash(ConsistentHash),
 }
 
 impl LbPolicy {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Self::RoundRobin => "ROUND_ROBIN",
             Self::LeastRequest => "LEAST_REQUEST",
             Self::Random => "RANDOM",
             Self::PeakEwma => "PEAK_EWMA",
+            Self::ConsistentHash(_) => "RING_HASH",
         }
     }
 }
 
+/// `ROUND_ROBIN`; a ring hash with its key: `RING_HASH(header x-user, 1024 points)`.
 impl fmt::Display for LbPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.as_str())?;
+        if let Self::ConsistentHash(hash) = self {
+            let key = match &hash.key {
+                ring::HashKey::Header(name) => format!("header {name}"),
+                ring::HashKey::Cookie(name) => format!("cookie {name}"),
+                ring::HashKey::SourceIp => "source IP".to_owned(),
+                ring::HashKey::QueryParameter(name) => format!("query parameter {name}"),
+            };
+            write!(f, "({key}, {} points)", hash.ring_size)?;
+        }
+        Ok(())
     }
 }
 
@@ -134,7 +151,20 @@ impl Balancers {
         endpoints: &[SocketAddr],
         avoid: &[SocketAddr],
     ) -> Option<Pick> {
-        self.pick_at(key, policy, endpoints, avoid, Instant::now())
+        self.pick_hashed(key, policy, endpoints, avoid, None)
+    }
+
+    /// [`Balancers::pick`] for a request whose consistent hash is `hash` (see
+    /// [`HashKey::hash`]); without one, a consistent-hash policy picks at random.
+    pub fn pick_hashed(
+        &self,
+        key: &BalanceKey,
+        policy: &TrafficPolicy,
+        endpoints: &[SocketAddr],
+        avoid: &[SocketAddr],
+        hash: Option<u64>,
+    ) -> Option<Pick> {
+        self.pick_at(key, policy, endpoints, avoid, hash, Instant::now())
     }
 
     fn pick_at(
@@ -143,12 +173,13 @@ impl Balancers {
         policy: &TrafficPolicy,
         endpoints: &[SocketAddr],
         avoid: &[SocketAddr],
+        hash: Option<u64>,
         now: Instant,
     ) -> Option<Pick> {
         if endpoints.is_empty() {
             return None;
         }
-        let pick = self.with_pool(key, |pool| pool.pick(policy, endpoints, avoid, now));
+        let pick = self.with_pool(key, |pool| pool.pick(policy, endpoints, avoid, hash, now));
         self.sweep_if_due(now);
         Some(pick)
     }

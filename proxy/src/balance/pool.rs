@@ -16,6 +16,7 @@ use super::{
     endpoint::{Endpoint, Pick},
     lock,
     outlier::{Ejection, EjectionReason, Outliers, Reporter},
+    ring::Ring,
     round_robin::Rotation,
     BalanceKey, EndpointStats, LbPolicy,
 };
@@ -32,6 +33,8 @@ pub(super) struct Pool {
 struct State {
     rng: Rng,
     rotation: Rotation,
+    /// Built at the first consistent-hash pick, rebuilt when the endpoints change.
+    ring: Ring,
     endpoints: HashMap<SocketAddr, Slot>,
     outliers: Outliers,
 }
@@ -48,6 +51,7 @@ impl Pool {
             state: Mutex::new(State {
                 rng,
                 rotation: Rotation::default(),
+                ring: Ring::default(),
                 endpoints: HashMap::new(),
                 outliers: Outliers::default(),
             }),
@@ -55,12 +59,13 @@ impl Pool {
     }
 
     /// Picks one of `endpoints` (not empty: the key's whole set) under `policy`, avoiding
-    /// `avoid` while another is usable.
+    /// `avoid` while another is usable; `hash` is the request's consistent hash, if any.
     pub fn pick(
         self: &Arc<Self>,
         policy: &TrafficPolicy,
         endpoints: &[SocketAddr],
         avoid: &[SocketAddr],
+        hash: Option<u64>,
         now: Instant,
     ) -> Pick {
         let mut state = self.lock();
@@ -69,8 +74,16 @@ impl Pool {
             Some(outlier) => state.outliers.usable(endpoints, outlier, now),
         };
         let candidates = candidates(&usable, avoid);
-        let index = state.choose(policy.load_balancer, &candidates, now);
-        let endpoint = state.slot(candidates[index], now).clone();
+        let chosen = match (&policy.load_balancer, hash) {
+            (LbPolicy::ConsistentHash(ring), Some(hash)) => {
+                let ring = state.ring.for_endpoints(endpoints, ring.ring_size);
+                // The candidates are on the ring: the walk ends.
+                let on_ring = ring.walk(hash, |endpoint| candidates.contains(&endpoint));
+                on_ring.unwrap_or(candidates[0])
+            }
+            (load_balancer, _) => candidates[state.choose(load_balancer, &candidates, now)],
+        };
+        let endpoint = state.slot(chosen, now).clone();
         let reporter = policy
             .outlier_detection
             .map(|outlier| Reporter::new(outlier, self.clone()));
@@ -130,11 +143,13 @@ impl Pool {
 }
 
 impl State {
-    fn choose(&mut self, policy: LbPolicy, candidates: &[SocketAddr], now: Instant) -> usize {
+    /// The index of the candidate `policy` chooses; a consistent hash without the request's
+    /// key chooses at random, as Envoy does.
+    fn choose(&mut self, policy: &LbPolicy, candidates: &[SocketAddr], now: Instant) -> usize {
         let len = candidates.len();
         match policy {
             LbPolicy::RoundRobin => self.rotation.next(len),
-            LbPolicy::Random => self.rng.usize(..len),
+            LbPolicy::Random | LbPolicy::ConsistentHash(_) => self.rng.usize(..len),
             LbPolicy::LeastRequest => {
                 self.power_of_two(candidates, now, |endpoint| endpoint.active() as f64)
             }

@@ -34,7 +34,7 @@ fn shares(
     let mut counts = BTreeMap::new();
     for _ in 0..picks {
         let pick = balancers
-            .pick(&key("web"), &lb(policy), endpoints, &[])
+            .pick(&key("web"), &lb(policy.clone()), endpoints, &[])
             .unwrap();
         *counts.entry(pick.endpoint()).or_default() += 1;
     }
@@ -109,7 +109,7 @@ fn peak_ewma_sends_a_slow_endpoint_little() {
     for i in 0..1000 {
         let now = start + ms(i);
         let pick = balancers
-            .pick_at(&key("web"), &lb(LbPolicy::PeakEwma), &all, &[], now)
+            .pick_at(&key("web"), &lb(LbPolicy::PeakEwma), &all, &[], None, now)
             .unwrap();
         let latency = if pick.endpoint() == slow { 200 } else { 5 };
         pick.observe_at(ms(latency), now);
@@ -128,9 +128,16 @@ fn peak_ewma_weighs_requests_in_flight() {
     let now = Instant::now();
     // Equal latencies: the endpoint with requests in flight costs more.
     let held = balancers
-        .pick_at(&key("web"), &lb(LbPolicy::PeakEwma), &all, &all[1..], now)
+        .pick_at(
+            &key("web"),
+            &lb(LbPolicy::PeakEwma),
+            &all,
+            &all[1..],
+            None,
+            now,
+        )
         .unwrap();
-    let next = balancers.pick_at(&key("web"), &lb(LbPolicy::PeakEwma), &all, &[], now);
+    let next = balancers.pick_at(&key("web"), &lb(LbPolicy::PeakEwma), &all, &[], None, now);
     assert_eq!(next.unwrap().endpoint(), all[1]);
     drop(held);
 }
@@ -147,21 +154,23 @@ fn avoid_is_respected_while_another_endpoint_is_left() {
     ] {
         for _ in 0..50 {
             let pick = balancers
-                .pick(&key("web"), &lb(policy), &all, &all[..1])
+                .pick(&key("web"), &lb(policy.clone()), &all, &all[..1])
                 .unwrap();
             assert_ne!(pick.endpoint(), all[0], "{policy}");
             let pick = balancers
-                .pick(&key("web"), &lb(policy), &all, &all[..2])
+                .pick(&key("web"), &lb(policy.clone()), &all, &all[..2])
                 .unwrap();
             assert_eq!(pick.endpoint(), all[2], "{policy}");
         }
-        let pick = balancers.pick(&key("web"), &lb(policy), &all[..1], &all[..1]);
+        let pick = balancers.pick(&key("web"), &lb(policy.clone()), &all[..1], &all[..1]);
         assert_eq!(
             pick.unwrap().endpoint(),
             all[0],
             "{policy}: better than none"
         );
-        assert!(balancers.pick(&key("web"), &lb(policy), &[], &[]).is_none());
+        assert!(balancers
+            .pick(&key("web"), &lb(policy.clone()), &[], &[])
+            .is_none());
     }
 }
 
@@ -206,7 +215,14 @@ fn endpoints_and_keys_out_of_use_are_forgotten() {
     let all = endpoints(3);
     let start = Instant::now();
     let pick = |name, endpoints: &[SocketAddr], at| {
-        balancers.pick_at(&key(name), &lb(LbPolicy::RoundRobin), endpoints, &[], at)
+        balancers.pick_at(
+            &key(name),
+            &lb(LbPolicy::RoundRobin),
+            endpoints,
+            &[],
+            None,
+            at,
+        )
     };
     for _ in 0..3 {
         drop(pick("web", &all, start));
@@ -240,4 +256,79 @@ fn endpoints_and_keys_out_of_use_are_forgotten() {
         .snapshot()
         .iter()
         .all(|stats| stats.key == key("web")));
+}
+
+/// Consistent hashing on `x-user`, with any endpoint ejected after one 5xx.
+fn by_user(outliers: bool) -> TrafficPolicy {
+    let outlier_detection = outliers.then(|| crate::config::OutlierDetection {
+        consecutive_5xx_errors: std::num::NonZeroU32::new(1),
+        max_ejection_percent: crate::config::resources::IntPercent::new(100).unwrap(),
+        ..crate::config::OutlierDetection::default()
+    });
+    TrafficPolicy {
+        load_balancer: LbPolicy::ConsistentHash(ConsistentHash {
+            key: HashKey::Header(http::HeaderName::from_static("x-user")),
+            ring_size: ConsistentHash::DEFAULT_RING_SIZE,
+        }),
+        outlier_detection,
+        ..TrafficPolicy::default()
+    }
+}
+
+fn hashed(balancers: &Balancers, policy: &TrafficPolicy, all: &[SocketAddr], hash: u64) -> Pick {
+    let pick = balancers.pick_hashed(&key("web"), policy, all, &[], Some(hash));
+    pick.unwrap()
+}
+
+#[test]
+fn consistent_hash_keeps_a_key_on_its_endpoint_and_spreads_keys() {
+    let balancers = Balancers::with_seed(10);
+    let all = endpoints(3);
+    let policy = by_user(false);
+    let mut counts = BTreeMap::<SocketAddr, usize>::new();
+    for key in 0..3000u64 {
+        let hash = xxhash_rust::xxh64::xxh64(&key.to_le_bytes(), 0);
+        let first = hashed(&balancers, &policy, &all, hash).endpoint();
+        assert_eq!(hashed(&balancers, &policy, &all, hash).endpoint(), first);
+        *counts.entry(first).or_default() += 1;
+    }
+    assert!(
+        counts.values().all(|&count| (800..1200).contains(&count)),
+        "{counts:?}"
+    );
+    // No key: at random, as Envoy does.
+    let unkeyed = balancers.pick(&key("web"), &policy, &all, &[]);
+    assert!(all.contains(&unkeyed.unwrap().endpoint()));
+}
+
+#[test]
+fn consistent_hash_walks_past_ejected_and_avoided_endpoints() {
+    let balancers = Balancers::with_seed(11);
+    let all = endpoints(3);
+    let policy = by_user(true);
+    let owners: Vec<SocketAddr> = (0..300u64)
+        .map(|hash| hashed(&balancers, &policy, &all, hash << 54).endpoint())
+        .collect();
+    let (gone, kept) = (owners[0], owners.iter().find(|o| **o != owners[0]).copied());
+    // Avoided by a retry: another endpoint, the same for every try of the key.
+    let retry = |hash| {
+        let pick = balancers.pick_hashed(&key("web"), &policy, &all, &[gone], Some(hash));
+        pick.unwrap().endpoint()
+    };
+    assert_ne!(retry(0), gone);
+    assert_eq!(retry(0), retry(0));
+    let mut pick = hashed(&balancers, &policy, &all, 0);
+    let failed = crate::config::TryOutcome::Response {
+        status: 503,
+        grpc: None,
+    };
+    assert!(pick.report(failed).is_some(), "ejected");
+    for (hash, owner) in (0..300u64).zip(&owners) {
+        let now = hashed(&balancers, &policy, &all, hash << 54).endpoint();
+        match *owner == gone {
+            true => assert_ne!(now, gone, "an ejected endpoint is walked past"),
+            false => assert_eq!(now, *owner, "only the ejected endpoint's keys move"),
+        }
+    }
+    assert!(kept.is_some());
 }

@@ -82,8 +82,6 @@ const VIRTUAL_SERVICE: &[Rule] = &[
     ("spec.http[].match[].scheme", Unsupported),
     ("spec.http[].match[].ignoreUriCase", Unsupported),
     ("spec.http[].match[].withoutHeaders", Unsupported),
-    ("spec.http[].match[].sourceLabels", Unsupported),
-    ("spec.http[].match[].sourceNamespace", Unsupported),
     ("spec.http[].match[].gateways", Unsupported),
     ("spec.http[].match[].statPrefix", Unsupported),
     ("spec.http[].redirect", Unsupported),
@@ -119,9 +117,6 @@ const TRAFFIC_POLICY: &[Rule] = &[
     ("loadBalancer.localityLbSetting", Unsupported),
     ("loadBalancer.warmupDurationSecs", Unsupported),
     ("loadBalancer.warmup", Unsupported),
-    ("loadBalancer.consistentHash.ringHash", Unsupported),
-    ("loadBalancer.consistentHash.maglev", Unsupported),
-    ("loadBalancer.consistentHash.minimumRingSize", Unsupported),
     (
         "loadBalancer.consistentHash.httpCookie.attributes",
         Unsupported,

@@ -9,11 +9,13 @@
 
 use std::{num::NonZeroU32, time::Duration};
 
+use http::HeaderName;
+
 use super::resources::{
-    self, ConnectionPoolSettings, H2Upgrade, IntPercent, IstioDuration, LoadBalancerSettings,
-    PoolLimit, SimpleLb,
+    self, ConnectionPoolSettings, ConsistentHashLb, H2Upgrade, IntPercent, IstioDuration,
+    LoadBalancerSettings, PoolLimit, SimpleLb,
 };
-use crate::balance::LbPolicy;
+use crate::balance::{ConsistentHash, HashKey, LbPolicy};
 
 /// Istio's "unlimited" for connection pool counts (Envoy's circuit breakers): 2^32-1.
 pub const UNLIMITED: u32 = u32::MAX;
@@ -239,13 +241,70 @@ impl<'a> Parts<'a> {
 }
 
 fn lb_policy(settings: &LoadBalancerSettings) -> LbPolicy {
+    if let Some(written) = &settings.consistent_hash {
+        // Validation reports a hash that names no usable key: its requests go at random.
+        return consistent_hash(written).map_or(LbPolicy::Random, LbPolicy::ConsistentHash);
+    }
     match settings.simple {
         Some(SimpleLb::RoundRobin) => LbPolicy::RoundRobin,
         Some(SimpleLb::LeastRequest | SimpleLb::LeastConn) => LbPolicy::LeastRequest,
         Some(SimpleLb::Random) => LbPolicy::Random,
-        // PASSTHROUGH and consistent hashing are reported as unsupported and get the default.
+        // PASSTHROUGH is reported as unsupported and gets the default.
         Some(SimpleLb::Unspecified | SimpleLb::Passthrough) | None => LbPolicy::default(),
     }
+}
+
+/// Why a `consistentHash` hashes on nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HashKeyProblem {
+    None,
+    /// Istio's `oneof`: its validation refuses the rule.
+    Several,
+    BadHeaderName,
+}
+
+impl HashKeyProblem {
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::None => "names no hash key (httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName)",
+            Self::Several => "names more than one hash key: set one",
+            Self::BadHeaderName => "httpHeaderName is not a header name",
+        }
+    }
+}
+
+/// A `consistentHash` as the balancer uses it.
+pub(crate) fn consistent_hash(
+    written: &ConsistentHashLb,
+) -> Result<ConsistentHash, HashKeyProblem> {
+    let header = written.http_header_name.as_deref().map(|name| {
+        HeaderName::from_bytes(name.as_bytes())
+            .map(HashKey::Header)
+            .map_err(|_| HashKeyProblem::BadHeaderName)
+    });
+    let cookie =
+        (written.http_cookie.as_ref()).map(|cookie| Ok(HashKey::Cookie(cookie.name.clone())));
+    let source_ip = (written.use_source_ip == Some(true)).then_some(Ok(HashKey::SourceIp));
+    let parameter =
+        (written.http_query_parameter_name.clone()).map(|name| Ok(HashKey::QueryParameter(name)));
+    let mut keys = [header, cookie, source_ip, parameter].into_iter().flatten();
+    let key = match (keys.next(), keys.next()) {
+        (Some(key), None) => key?,
+        (None, _) => return Err(HashKeyProblem::None),
+        (Some(_), Some(_)) => return Err(HashKeyProblem::Several),
+    };
+    let ring_size = written
+        .maglev
+        .and_then(|maglev| maglev.table_size)
+        .or(written.ring_hash.and_then(|ring| ring.minimum_ring_size))
+        .or(written.minimum_ring_size)
+        .filter(|&size| size > 0)
+        .map_or(ConsistentHash::DEFAULT_RING_SIZE, |size| {
+            u32::try_from(size)
+                .unwrap_or(u32::MAX)
+                .min(ConsistentHash::MAX_RING_SIZE)
+        });
+    Ok(ConsistentHash { key, ring_size })
 }
 
 fn or_unlimited(limit: Option<PoolLimit>) -> u32 {

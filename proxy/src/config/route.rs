@@ -38,7 +38,7 @@ pub use self::{
     destination::{Destinations, Mirror, RouteDestination, Target, Unresolved},
     fault::{Abort, AbortStatus, Delay, Fault},
     headers::{HeaderChange, HeaderChanges},
-    matching::{HeaderCondition, HeaderKey, RequestHead, RequestMatch},
+    matching::{HeaderCondition, HeaderKey, RequestHead, RequestMatch, Source},
     percentage::Percentage,
     retry::{GrpcCodes, RetryOn, RetryPolicy, TryOutcome},
     rewrite::PathRewrite,

@@ -22,7 +22,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{gateway::GatewayTarget, resources::Labels, split_authority, Host, HttpRoute, Model},
+    config::{
+        gateway::GatewayTarget, resources::Labels, route::RequestHead, split_authority, Host,
+        HttpRoute, Model,
+    },
     l7::{self, Destination},
     listener::Outbound,
 };
@@ -46,17 +49,18 @@ pub fn parse_labels(written: &str) -> Result<Labels, String> {
         .collect()
 }
 
-/// The route a request at a gateway port takes: by its host, without the port.
+/// The route a request (`head`) at a gateway port takes: by its host, without the port.
 pub(crate) fn http_route<'m, B>(
     model: &'m Model,
     target: &GatewayTarget,
     request: &Request<B>,
+    head: RequestHead<'_>,
 ) -> Option<&'m HttpRoute> {
     let host = match split_authority(l7::authority(request)?)?.0 {
         Host::Name(name) => name.to_owned(),
         Host::Ip(ip) => ip.to_string(),
     };
-    model.gateways().http_route(target, &host, request)
+    model.gateways().http_route(target, &host, head)
 }
 
 /// Serves the gateway ports of each config generation until `shutdown`; `bound` is told once

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Version};
+use http::{request, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -25,7 +25,7 @@ use super::{
 use crate::{
     balance::{BalanceKey, Pick},
     classify::Protocol,
-    config::{ConnectionPool, H2UpgradePolicy, TrafficPolicy, TryOutcome},
+    config::{Backend, ConnectionPool, H2UpgradePolicy, TrafficPolicy, TryOutcome},
     upstream::{pool::Limits, Lease},
 };
 
@@ -36,6 +36,22 @@ pub struct Destination<'a> {
     pub protocol: Protocol,
     pub policy: &'a TrafficPolicy,
     pub endpoints: &'a [SocketAddr],
+    /// The request's consistent hash, under a `consistentHash` policy.
+    pub hash: Option<u64>,
+}
+
+impl<'a> Destination<'a> {
+    /// Where `backend`'s tries of `request` (from `client`) go.
+    pub fn of(backend: &'a Backend, request: &request::Parts, client: SocketAddr) -> Self {
+        let policy = &backend.traffic_policy;
+        Self {
+            key: &backend.key,
+            protocol: backend.protocol,
+            policy,
+            endpoints: &backend.endpoints,
+            hash: policy.load_balancer.request_hash(request, client.ip()),
+        }
+    }
 }
 
 /// A try that got a response.
@@ -94,11 +110,12 @@ impl L7Proxy {
         }
         let mut pick = self
             .balancers
-            .pick(
+            .pick_hashed(
                 destination.key,
                 destination.policy,
                 destination.endpoints,
                 tried,
+                destination.hash,
             )
             .ok_or((Failure::NoHealthyUpstream, None))?;
         let exchange = self.send(destination, &pick, request, hold);

@@ -38,9 +38,10 @@ impl L7Proxy {
             let proxy = self.clone();
             let destination = destination.clone();
             // Boxed, as HTTP/2's: a request's state is kilobytes, cheaper moved as a pointer.
-            Box::pin(
-                async move { Ok::<_, Infallible>(proxy.forward_http1(request, destination).await) },
-            )
+            Box::pin(async move {
+                let response = proxy.forward_http1(request, destination, client_addr).await;
+                Ok::<_, Infallible>(response)
+            })
         });
         // No header read timeout: hyper's also runs while a kept-alive connection waits for
         // its next request, and the TCP relay this replaces closed no idle connection.
@@ -56,16 +57,17 @@ impl L7Proxy {
     }
 
     async fn forward_http1(
-        &self,
+        self: &Arc<Self>,
         mut request: Request<Incoming>,
         destination: Destination,
+        client: SocketAddr,
     ) -> Response<ProxyBody> {
         let upgrade = headers::upgrade(&request);
         let client_side = match upgrade {
             Some(Upgrade::WebSocket) => Some(hyper::upgrade::on(&mut request)),
             _ => None,
         };
-        let mut response = self.forward(request, destination).await;
+        let mut response = self.forward(request, destination, client).await;
         if let Some(client_side) = client_side {
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 let upstream_side = hyper::upgrade::on(&mut response);

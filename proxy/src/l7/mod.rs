@@ -53,7 +53,7 @@ use crate::{
     balance::{Balancers, Pick},
     config::{
         gateway::GatewayTarget,
-        route::{HttpRoute, RouteDestination},
+        route::{HttpRoute, RequestHead, RouteDestination, Source},
         Backend, GrpcCodes, Model, ServicePortRef, TryOutcome,
     },
     telemetry::{
@@ -127,7 +127,9 @@ impl L7Proxy {
             // Boxed: hyper moves each stream's future into a task of its own, and the request's
             // state is kilobytes; moved as a pointer it costs nothing (profiled: memmove was
             // the largest user-space cost).
-            Box::pin(async move { Ok::<_, Infallible>(proxy.forward(request, destination).await) })
+            Box::pin(async move {
+                Ok::<_, Infallible>(proxy.forward(request, destination, client_addr).await)
+            })
         });
         let connection = http2::Builder::new(TokioExecutor::new())
             .adaptive_window(true)
@@ -159,12 +161,16 @@ impl L7Proxy {
     }
 
     async fn forward(
-        &self,
+        self: &Arc<Self>,
         request: Request<Incoming>,
         destination: Destination,
+        client: SocketAddr,
     ) -> Response<ProxyBody> {
         let mut record = Record::new(self.metrics.clone(), grpc::is_grpc(&request));
-        match self.exchange(request, destination, &mut record).await {
+        match self
+            .exchange(request, destination, client, &mut record)
+            .await
+        {
             Ok(last) => last.respond(record),
             Err(failure) => {
                 debug!(flags = %failure.flags(), %failure, "request failed");
@@ -183,10 +189,12 @@ impl L7Proxy {
         &self,
         model: &'m Model,
         destination: &Destination,
+        client: SocketAddr,
         request: &mut Request<Incoming>,
         record: &mut Record,
     ) -> Result<Routed<'m>, Failure> {
-        let (route, port) = find_route(model, destination, request, record)?;
+        let source = model.source(client.ip());
+        let (route, port) = find_route(model, destination, source, request, record)?;
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
         // Envoy's fault filter runs before its router: a route to nowhere is delayed too.
         route_actions::inject_fault(&route.fault, deadline, &mut record.outcome.flags).await?;
@@ -197,7 +205,7 @@ impl L7Proxy {
             .map_err(|unresolved| Failure::NoCluster(unresolved.to_string()))?;
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
-        route_actions::shape_request(route, chosen, request, port);
+        route_actions::shape_request(route, chosen, request, port, source);
         Ok(Routed {
             route,
             chosen,
@@ -208,9 +216,10 @@ impl L7Proxy {
 
     /// Routes the request and sends it, retrying as the route says, until a try is final.
     async fn exchange(
-        &self,
+        self: &Arc<Self>,
         mut request: Request<Incoming>,
         destination: Destination,
+        client: SocketAddr,
         record: &mut Record,
     ) -> Result<FinalTry, Failure> {
         let model = self.model.borrow().clone();
@@ -220,19 +229,14 @@ impl L7Proxy {
             backend,
             deadline,
         } = self
-            .route(&model, &destination, &mut request, record)
+            .route(&model, &destination, client, &mut request, record)
             .await?;
         let policy = &backend.traffic_policy;
-        let target = attempt::Destination {
-            key: &backend.key,
-            protocol: backend.protocol,
-            policy,
-            endpoints: &backend.endpoints,
-        };
         let active = self
             .loads
             .request(&backend.key, policy.connection_pool.http2_max_requests)?;
         let (parts, body) = request.into_parts();
+        let target = attempt::Destination::of(backend, &parts, client);
         let (replay, mut body) = Replay::start(body);
         let mut tries = Tries::new(&route.retries, deadline);
         loop {
@@ -452,18 +456,20 @@ impl body::ResponseObserver for InFlight {
 fn find_route<'m>(
     model: &'m Model,
     destination: &Destination,
+    source: Option<&Source>,
     request: &Request<Incoming>,
     record: &mut Record,
 ) -> Result<(&'m HttpRoute, u16), Failure> {
+    let head = RequestHead::from(request).from_source(source);
     if let Destination::Gateway(target) = destination {
-        let route = crate::gateway::http_route(model, target, request).ok_or(Failure::NoRoute)?;
-        return Ok((route, target.port));
+        let route = crate::gateway::http_route(model, target, request, head);
+        return Ok((route.ok_or(Failure::NoRoute)?, target.port));
     }
     let port = resolve(model, destination, request).ok_or(Failure::NoRoute)?;
     // The Service asked for, until a destination is chosen: what a fault is counted under.
     let asked = port.service();
     record.outcome.service = Some((asked.name.clone(), asked.namespace.clone()));
-    let route = model.http_route(&port, request).ok_or(Failure::NoRoute)?;
+    let route = model.http_route(&port, head).ok_or(Failure::NoRoute)?;
     Ok((route, port.port()))
 }
 

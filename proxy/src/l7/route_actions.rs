@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::failure::Failure;
 use crate::{
-    config::route::{Fault, HttpRoute, RouteDestination},
+    config::route::{Fault, HttpRoute, RequestHead, RouteDestination, Source},
     telemetry::ResponseFlags,
 };
 
@@ -45,15 +45,17 @@ pub async fn inject_fault(
     Ok(())
 }
 
-/// The request as the route sends it to `destination`: path rewritten, authority replaced,
-/// headers changed.
+/// The request (from `source`) as the route sends it to `destination`: path rewritten,
+/// authority replaced, headers changed.
 pub fn shape_request<B>(
     route: &HttpRoute,
     destination: &RouteDestination,
     request: &mut Request<B>,
     port: u16,
+    source: Option<&Source>,
 ) {
-    if let Some(path) = route.rewritten_path(&*request, port) {
+    let head = RequestHead::from(&*request).from_source(source);
+    if let Some(path) = route.rewritten_path(head, port) {
         set_path(request, &path);
     }
     if let Some(authority) = &destination.authority {

@@ -3,7 +3,7 @@
 
 use std::{
     future::Future,
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     path::Path,
     pin::Pin,
     sync::{
@@ -194,7 +194,14 @@ impl Proxy {
 
     /// A unary gRPC request with `headers`, on a new connection: the response.
     async fn call(&self, headers: &[(&str, &str)]) -> Response<Incoming> {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        self.call_from(Ipv4Addr::LOCALHOST, headers).await
+    }
+
+    /// [`Proxy::call`] from `client`, a loopback address.
+    async fn call_from(&self, client: Ipv4Addr, headers: &[(&str, &str)]) -> Response<Incoming> {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((client, 0))).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
         let (mut sender, connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
@@ -651,3 +658,5 @@ async fn routes_rewrite_and_change_headers() {
     assert_eq!(path, "/helloworld.Greeter/helloworld.Greeter/SayHello");
     assert_eq!(canary.unwrap(), "yes");
 }
+
+mod request_features;

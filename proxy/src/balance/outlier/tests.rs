@@ -79,9 +79,14 @@ impl Port {
 
     fn pick(&self, at: Duration, avoid: &[SocketAddr]) -> Pick {
         let now = self.start + at;
-        let pick = self
-            .balancers
-            .pick_at(&Self::key(), &self.policy, &self.endpoints, avoid, now);
+        let pick = self.balancers.pick_at(
+            &Self::key(),
+            &self.policy,
+            &self.endpoints,
+            avoid,
+            None,
+            now,
+        );
         pick.expect("endpoints to pick from")
     }
 
@@ -389,7 +394,7 @@ fn no_load_balancer_picks_an_ejected_endpoint() {
         LbPolicy::PeakEwma,
     ] {
         let mut port = Port::new(4, Some(outliers(|o| o.max_ejection_percent = percent(25))));
-        port.policy.load_balancer = load_balancer;
+        port.policy.load_balancer = load_balancer.clone();
         assert!(port.fail(2, 5, secs(1)).is_some(), "{load_balancer}");
         assert_eq!(port.usable(secs(1)), port.all_but(2), "{load_balancer}");
     }

@@ -104,7 +104,7 @@ spec:
   host: web
   trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
   subsets:
-  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {simple: RANDOM}}}
+  - {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -113,7 +113,7 @@ spec:
   hosts: [web]
   http:
   - name: canary
-    match: [{headers: {x-canary: {exact: 'true'}}, uri: {prefix: /api}}]
+    match: [{headers: {x-canary: {exact: 'true'}}, uri: {prefix: /api}, sourceLabels: {app: tester}}]
     route: [{destination: {host: web, subset: v2}}]
     retries: {attempts: 0}
     fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 50}}}
@@ -129,8 +129,8 @@ spec:
         "Port 80 http-web -> 8080: http (by port name http-web)",
         "  Endpoints (1):\n    10.0.0.5:8080 pod/web-1",
         "  Load balancer: ROUND_ROBIN",
-        "  Subset v2: version=v2: 1 endpoint\n    Load balancer: RANDOM",
-        "  Route 0 canary: uri starts with /api and header x-canary = true",
+        "  Subset v2: version=v2: 1 endpoint\n    Load balancer: RING_HASH(header x-user, 1024 points)",
+        "  Route 0 canary: uri starts with /api and header x-canary = true and source label app=tester",
         "    Timeout: none; retries: off",
         "    Fault: abort with gRPC 14 UNAVAILABLE on 50% (FI)",
         "  Route 1 shop/web.http[1]: every request",

@@ -210,11 +210,11 @@ impl Gateways {
     /// The HTTP route a request for `host` (no port) takes at `target`: the routes of the
     /// gateway whose server serves the host, for the most specific VirtualService host that
     /// covers it, the first that matches. `None`: no route (NR).
-    pub fn http_route<'a, B>(
+    pub fn http_route<'a>(
         &'a self,
         target: &GatewayTarget,
         host: &str,
-        request: &http::Request<B>,
+        request: route::RequestHead<'_>,
     ) -> Option<&'a HttpRoute> {
         let (gateway, _) = self.server_for(target, host)?;
         let by_host = gateway.http_routes.get(&target.port)?;

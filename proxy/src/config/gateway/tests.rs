@@ -221,7 +221,7 @@ fn routes_of_every_virtual_service_bound_to_the_gateway_for_a_host() {
             .unwrap();
         model
             .gateways()
-            .http_route(&target(80), host, &request)
+            .http_route(&target(80), host, (&request).into())
             .map(|route| route.route_name.clone())
     };
     // Merged in order for the host; the wildcard VirtualService serves other hosts.

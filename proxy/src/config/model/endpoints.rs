@@ -20,7 +20,7 @@ impl<'a> Workload<'a> {
         }
     }
 
-    fn namespace(self) -> &'a str {
+    pub fn namespace(self) -> &'a str {
         match self {
             Self::Pod(pod) => &pod.metadata.namespace,
             Self::Entry(entry) => &entry.metadata.namespace,

@@ -198,6 +198,8 @@ pub struct Model {
     by_ip: HashMap<IpAddr, usize>,
     by_addr: HashMap<SocketAddr, PortIndex>,
     gateways: Gateways,
+    /// Pods and WorkloadEntries by IP: where requests come from, for `sourceLabels` matches.
+    sources: HashMap<IpAddr, route::Source>,
 }
 
 impl Model {
@@ -222,6 +224,7 @@ impl Model {
 
         let mut model = Self {
             services,
+            sources: sources(resources),
             ..Self::default()
         };
         for (index, service) in model.services.iter().enumerate() {
@@ -346,15 +349,20 @@ impl Model {
     /// The route a request for a Service port takes: the first of the port's routes it
     /// matches. `None`: the port's VirtualService routes none of it, and the request has no
     /// route (Envoy's NR).
-    pub fn http_route<'a, B>(
+    pub fn http_route<'a, 'r>(
         &self,
         port: &ServicePortRef<'a>,
-        request: &http::Request<B>,
+        request: impl Into<route::RequestHead<'r>>,
     ) -> Option<&'a HttpRoute> {
-        let number = port.port();
+        let (number, request) = (port.port(), request.into());
         port.routes()
             .iter()
             .find(|route| route.matches(request, number))
+    }
+
+    /// The workload (Pod or WorkloadEntry) at `ip`, for routes matching on the client.
+    pub fn source(&self, ip: IpAddr) -> Option<&route::Source> {
+        self.sources.get(&ip.to_canonical())
     }
 
     /// Every (cluster IP, TCP port): what the kernel must capture. Sorted.
@@ -371,6 +379,26 @@ impl Model {
             port: &service.ports[index.port],
         }
     }
+}
+
+/// Every workload with an IP, whether it serves or not (a client need not be ready); when two
+/// claim one IP, the first in load order.
+fn sources(resources: &Resources) -> HashMap<IpAddr, route::Source> {
+    let pods = resources
+        .of::<resources::Pod>()
+        .map(|pod| (Workload::Pod(pod.resource), pod.resource.ip()));
+    let entries = resources
+        .of::<resources::WorkloadEntry>()
+        .map(|entry| (Workload::Entry(entry.resource), entry.resource.ip()));
+    let mut sources = HashMap::new();
+    for (workload, ip) in pods.chain(entries) {
+        let Some(ip) = ip else { continue };
+        sources.entry(ip).or_insert_with(|| route::Source {
+            namespace: workload.namespace().to_owned(),
+            labels: workload.labels().clone(),
+        });
+    }
+    sources
 }
 
 /// The single item, if there is exactly one.

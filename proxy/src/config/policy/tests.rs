@@ -126,6 +126,36 @@ fn simple_load_balancers() {
 }
 
 #[test]
+fn consistent_hash_keys_and_ring_sizes() {
+    let hashed =
+        |key: HashKey, ring_size| LbPolicy::ConsistentHash(ConsistentHash { key, ring_size });
+    for (written, expected) in [
+        (
+            "httpHeaderName: X-User",
+            hashed(HashKey::Header(HeaderName::from_static("x-user")), 1024),
+        ),
+        (
+            "httpCookie: {name: session, ttl: 0s}, ringHash: {minimumRingSize: 64}",
+            hashed(HashKey::Cookie("session".into()), 64),
+        ),
+        (
+            "useSourceIp: true, minimumRingSize: 32",
+            hashed(HashKey::SourceIp, 32),
+        ),
+        (
+            "httpQueryParameterName: user, maglev: {tableSize: 65537}",
+            hashed(HashKey::QueryParameter("user".into()), 65537),
+        ),
+    ] {
+        let spec = format!(
+            "{{host: web, trafficPolicy: {{loadBalancer: {{consistentHash: {{{written}}}}}}}}}"
+        );
+        let model = model(&(SERVICE.to_owned() + &rule("web", "shop", &spec)));
+        assert_eq!(policy(&model, 80).load_balancer, expected, "{written}");
+    }
+}
+
+#[test]
 fn zero_means_istios_default() {
     let spec = "{host: web, trafficPolicy: {connectionPool: {tcp: {maxConnections: 0},\
                 http: {maxRequestsPerConnection: 0, maxConcurrentStreams: 0, h2UpgradePolicy: DEFAULT}},\

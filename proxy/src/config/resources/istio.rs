@@ -118,6 +118,10 @@ pub struct HttpMatch {
     pub method: Option<StringMatch>,
     pub authority: Option<StringMatch>,
     pub port: Option<PortNumber>,
+    #[serde(default, rename = "sourceLabels")]
+    pub source_labels: Labels,
+    #[serde(rename = "sourceNamespace")]
+    pub source_namespace: Option<String>,
 }
 
 /// Istio's StringMatch: exactly one of the three.

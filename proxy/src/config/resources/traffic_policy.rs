@@ -47,7 +47,7 @@ pub enum SimpleLb {
     LeastRequest,
 }
 
-/// Read so that its keys are checked; not supported yet.
+/// Istio's `oneof` hash key (one of the first four; checked in validation) and ring size.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsistentHashLb {
@@ -55,14 +55,30 @@ pub struct ConsistentHashLb {
     pub http_cookie: Option<HttpCookie>,
     pub use_source_ip: Option<bool>,
     pub http_query_parameter_name: Option<String>,
+    pub ring_hash: Option<RingHashSettings>,
+    pub maglev: Option<MaglevSettings>,
+    /// Deprecated by Istio for `ringHash.minimumRingSize`.
+    pub minimum_ring_size: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RingHashSettings {
+    pub minimum_ring_size: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MaglevSettings {
+    pub table_size: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct HttpCookie {
     pub name: String,
     pub path: Option<String>,
-    /// As written until consistent hashing is implemented: `0s` (a session cookie) is valid
-    /// here, unlike in every other Istio duration.
+    /// As written: strait sets no cookie (see [`crate::balance::HashKey::Cookie`]). `0s` (a
+    /// session cookie) is valid here, unlike in every other Istio duration.
     pub ttl: Option<String>,
 }
 

@@ -7,6 +7,9 @@
 //! - `method`, `authority` (`:authority`, else the HTTP/1.1 `Host`), `headers`: the value as
 //!   sent; a header sent more than once is matched as its values joined by `,`, as Envoy does.
 //! - `port`: the Service port the request is for.
+//! - `sourceLabels`, `sourceNamespace`: the client workload's, the Pod or WorkloadEntry whose
+//!   IP the request's connection comes from ([`Source`]); a client that is no known workload
+//!   meets no such condition, as in Istio.
 //!
 //! A regex matches the whole value (see [`MatchRegex`](crate::config::resources::MatchRegex)).
 
@@ -14,7 +17,7 @@ use std::{borrow::Cow, fmt};
 
 use http::{header, request, HeaderMap, HeaderName, Method, Request, Uri};
 
-use crate::config::resources::{HttpMatch, StringMatch};
+use crate::config::resources::{HttpMatch, Labels, StringMatch};
 
 /// One HTTPMatchRequest.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +30,16 @@ pub struct RequestMatch {
     pub headers: Vec<HeaderCondition>,
     /// The Service port number; `None`: any.
     pub port: Option<u16>,
+    /// Labels the client workload must have (each of them).
+    pub source_labels: Labels,
+    pub source_namespace: Option<String>,
+}
+
+/// The workload a request comes from, as routes see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub namespace: String,
+    pub labels: Labels,
 }
 
 /// A header that must be present, and what its value must be.
@@ -94,7 +107,20 @@ impl fmt::Display for RequestMatch {
             format!("header {} {value}", header.name)
         });
         let port = self.port.map(|port| format!("port {port}"));
-        let parts: Vec<String> = strings.chain(headers).chain(port).collect();
+        let source_labels = self
+            .source_labels
+            .iter()
+            .map(|(k, v)| format!("source label {k}={v}"));
+        let source_namespace = self
+            .source_namespace
+            .as_ref()
+            .map(|ns| format!("source namespace {ns}"));
+        let parts: Vec<String> = strings
+            .chain(headers)
+            .chain(port)
+            .chain(source_labels)
+            .chain(source_namespace)
+            .collect();
         if parts.is_empty() {
             return f.write_str("every request");
         }
@@ -132,6 +158,8 @@ impl RequestMatch {
             authority: spec.authority.clone(),
             headers,
             port: spec.port.map(|port| port.get()),
+            source_labels: spec.source_labels.clone(),
+            source_namespace: spec.source_namespace.clone(),
         })
     }
 
@@ -154,6 +182,23 @@ impl RequestMatch {
                 let value = request.header(&header.name);
                 value.is_some() && holds(&header.value, value.as_deref())
             })
+            && self.source_matches(request.source)
+    }
+
+    fn source_matches(&self, source: Option<&Source>) -> bool {
+        if self.source_labels.is_empty() && self.source_namespace.is_none() {
+            return true;
+        }
+        source.is_some_and(|source| {
+            let labels = &self.source_labels;
+            labels
+                .iter()
+                .all(|(key, value)| source.labels.get(key) == Some(value))
+                && self
+                    .source_namespace
+                    .as_ref()
+                    .is_none_or(|ns| *ns == source.namespace)
+        })
     }
 }
 
@@ -163,6 +208,8 @@ pub struct RequestHead<'r> {
     method: &'r Method,
     uri: &'r Uri,
     headers: &'r HeaderMap,
+    /// The client workload, when known.
+    source: Option<&'r Source>,
 }
 
 impl<'r, B> From<&'r Request<B>> for RequestHead<'r> {
@@ -171,6 +218,7 @@ impl<'r, B> From<&'r Request<B>> for RequestHead<'r> {
             method: request.method(),
             uri: request.uri(),
             headers: request.headers(),
+            source: None,
         }
     }
 }
@@ -181,11 +229,17 @@ impl<'r> From<&'r request::Parts> for RequestHead<'r> {
             method: &parts.method,
             uri: &parts.uri,
             headers: &parts.headers,
+            source: None,
         }
     }
 }
 
-impl RequestHead<'_> {
+impl<'r> RequestHead<'r> {
+    /// The request as coming from `source`.
+    pub fn from_source(self, source: Option<&'r Source>) -> Self {
+        Self { source, ..self }
+    }
+
     fn uri_matches(&self, uri: &StringMatch) -> bool {
         let value = match uri {
             StringMatch::Prefix(_) => self.path_and_query(),
@@ -220,7 +274,7 @@ impl RequestHead<'_> {
     }
 
     /// A header's values, joined by `,` when there are several.
-    fn joined(&self, name: &HeaderName) -> Option<Cow<'_, [u8]>> {
+    pub fn joined(&self, name: &HeaderName) -> Option<Cow<'_, [u8]>> {
         let mut values = self.headers.get_all(name).iter();
         let first = values.next()?;
         let Some(second) = values.next() else {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::first_seen;
 use crate::config::{
     diagnostics::{Diagnostic, Finding},
+    policy::{consistent_hash, HashKeyProblem},
     resources::{DestinationRule, LoadBalancerSettings, Resources, SimpleLb, TrafficPolicy},
     rules::{DestinationRules, Ranked},
 };
@@ -61,10 +62,16 @@ fn load_balancer(settings: Option<&LoadBalancerSettings>, field: &str) -> Option
             format!("{field}.simple"),
             format!("PASSTHROUGH is not supported by strait; {FALLBACK}"),
         )),
-        (None, Some(_)) => Some(Finding::warning(
-            format!("{field}.consistentHash"),
-            format!("not supported by strait yet; {FALLBACK}"),
-        )),
+        (None, Some(written)) => consistent_hash(written).err().map(|problem| {
+            let field = format!("{field}.consistentHash");
+            match problem {
+                HashKeyProblem::Several => Finding::error(field, problem.message()),
+                _ => Finding::warning(
+                    field,
+                    format!("{}; requests are balanced at random", problem.message()),
+                ),
+            }
+        }),
         _ => None,
     }
 }

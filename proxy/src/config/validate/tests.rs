@@ -225,14 +225,17 @@ fn load_balancers_strait_does_not_implement() {
     let yaml = destination_rule(
         "dr",
         "{host: web, trafficPolicy: {loadBalancer: {simple: PASSTHROUGH},\
-         portLevelSettings: [{port: {number: 80}, loadBalancer: {consistentHash: {httpHeaderName: x-user}}}]},\
+         portLevelSettings: [{port: {number: 80}, loadBalancer: {consistentHash: {httpHeaderName: x-user}}}, \
+         {port: {number: 81}, loadBalancer: {consistentHash: {minimumRingSize: 10}}}, \
+         {port: {number: 82}, loadBalancer: {consistentHash: {useSourceIp: true, httpHeaderName: x-user}}}]},\
          subsets: [{name: v1, trafficPolicy: {loadBalancer: {simple: RANDOM, consistentHash: {useSourceIp: true}}}}]}",
     );
     assert_eq!(
         problems(&yaml),
         [
             "warning: v.yaml#1 DestinationRule/default/dr: spec.trafficPolicy.loadBalancer.simple: PASSTHROUGH is not supported by strait; requests are balanced by strait's default (least request, weighted by latency)",
-            "warning: v.yaml#1 DestinationRule/default/dr: spec.trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash: not supported by strait yet; requests are balanced by strait's default (least request, weighted by latency)",
+            "warning: v.yaml#1 DestinationRule/default/dr: spec.trafficPolicy.portLevelSettings[1].loadBalancer.consistentHash: names no hash key (httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName); requests are balanced at random",
+            "error: v.yaml#1 DestinationRule/default/dr: spec.trafficPolicy.portLevelSettings[2].loadBalancer.consistentHash: names more than one hash key: set one; the document is ignored",
             "error: v.yaml#1 DestinationRule/default/dr: spec.subsets[0].trafficPolicy.loadBalancer: simple and consistentHash are mutually exclusive: set one; the document is ignored",
         ]
     );
