@@ -81,7 +81,7 @@ impl Pool {
                 let on_ring = ring.walk(hash, |endpoint| candidates.contains(&endpoint));
                 on_ring.unwrap_or(candidates[0])
             }
-            (load_balancer, _) => candidates[state.choose(load_balancer, &candidates, now)],
+            (load_balancer, _) => state.choose(load_balancer, endpoints, &candidates, now),
         };
         let endpoint = state.slot(chosen, now).clone();
         let reporter = policy
@@ -143,18 +143,30 @@ impl Pool {
 }
 
 impl State {
-    /// The index of the candidate `policy` chooses; a consistent hash without the request's
-    /// key chooses at random, as Envoy does.
-    fn choose(&mut self, policy: &LbPolicy, candidates: &[SocketAddr], now: Instant) -> usize {
+    /// The candidate `policy` chooses; a consistent hash without the request's key chooses at
+    /// random, as Envoy does. Round robin turns over all `endpoints` and takes the next that is
+    /// a candidate, so a retry that must avoid one endpoint does not skew the turns (Envoy
+    /// re-picks past a host its retry predicate refuses in the same way).
+    fn choose(
+        &mut self,
+        policy: &LbPolicy,
+        endpoints: &[SocketAddr],
+        candidates: &[SocketAddr],
+        now: Instant,
+    ) -> SocketAddr {
         let len = candidates.len();
-        match policy {
-            LbPolicy::RoundRobin => self.rotation.next(len),
+        let index = match policy {
+            LbPolicy::RoundRobin => {
+                let next = self.rotation.next_of(endpoints, |e| candidates.contains(e));
+                return next.unwrap_or(candidates[0]);
+            }
             LbPolicy::Random | LbPolicy::ConsistentHash(_) => self.rng.usize(..len),
             LbPolicy::LeastRequest => {
                 self.power_of_two(candidates, now, |endpoint| endpoint.active() as f64)
             }
             LbPolicy::PeakEwma => self.power_of_two(candidates, now, |endpoint| endpoint.cost(now)),
-        }
+        };
+        candidates[index]
     }
 
     fn power_of_two(

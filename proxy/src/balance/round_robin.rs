@@ -35,6 +35,18 @@ impl Rotation {
         self.0 = index + 1;
         index
     }
+
+    /// The first of `all`, from the one whose turn it is on, that `takes`; the turn moves past
+    /// it. `None` (the turn unmoved) when none does.
+    pub fn next_of<T: Copy>(&mut self, all: &[T], takes: impl Fn(&T) -> bool) -> Option<T> {
+        let len = all.len();
+        let start = self.0 % len.max(1);
+        let index = (0..len)
+            .map(|i| (start + i) % len)
+            .find(|&i| takes(&all[i]))?;
+        self.0 = index + 1;
+        Some(all[index])
+    }
 }
 
 #[cfg(test)]
@@ -60,6 +72,27 @@ mod tests {
         }
         assert!(rr.order(&key, 2).all(|i| i < 2));
         assert_eq!(rr.order(&key, 0).count(), 0);
+    }
+
+    /// A retry that avoids one endpoint takes the next in turn; the turns go on over all, so
+    /// the endpoints that answer share evenly.
+    #[test]
+    fn turns_skip_what_is_not_taken_without_skewing() {
+        let mut rotation = Rotation::default();
+        let all = ['a', 'b', 'c'];
+        let mut answered = std::collections::HashMap::new();
+        for _ in 0..300 {
+            let mut first = rotation.next_of(&all, |_| true).unwrap();
+            if first == 'a' {
+                // 'a' fails every call: the retry avoids it.
+                first = rotation.next_of(&all, |&e| e != 'a').unwrap();
+            }
+            *answered.entry(first).or_insert(0) += 1;
+        }
+        assert_eq!(answered.get(&'a'), None);
+        assert_eq!((answered[&'b'], answered[&'c']), (150, 150), "{answered:?}");
+        assert_eq!(rotation.next_of(&all, |_| false), None);
+        assert_eq!(Rotation::default().next_of(&[] as &[char], |_| true), None);
     }
 
     #[test]

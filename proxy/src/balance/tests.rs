@@ -64,6 +64,31 @@ fn round_robin_takes_turns() {
     assert!(counts.values().all(|&count| count == 100), "{counts:?}");
 }
 
+/// One endpoint fails every request and each is retried avoiding it: the others still take
+/// equal turns (the turn runs over every endpoint, not over the ones left to a retry).
+#[test]
+fn round_robin_retries_keep_the_turns_even() {
+    let balancers = Balancers::with_seed(1);
+    let all = endpoints(3);
+    let policy = lb(LbPolicy::RoundRobin);
+    let mut answered: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+    for _ in 0..300 {
+        let mut pick = balancers.pick(&key("web"), &policy, &all, &[]).unwrap();
+        if pick.endpoint() == all[0] {
+            pick = balancers
+                .pick(&key("web"), &policy, &all, &[all[0]])
+                .unwrap();
+        }
+        *answered.entry(pick.endpoint()).or_default() += 1;
+    }
+    assert_eq!(answered.get(&all[0]), None);
+    assert_eq!(
+        (answered[&all[1]], answered[&all[2]]),
+        (150, 150),
+        "{answered:?}"
+    );
+}
+
 #[test]
 fn random_is_roughly_uniform() {
     let balancers = Balancers::with_seed(2);
