@@ -17,6 +17,7 @@ pub mod grpc;
 mod headers;
 pub mod http1;
 mod load;
+mod mirror;
 mod replay;
 mod retry;
 mod route_actions;
@@ -172,14 +173,7 @@ impl L7Proxy {
             .await
         {
             Ok(last) => last.respond(record),
-            Err(failure) => {
-                debug!(flags = %failure.flags(), %failure, "request failed");
-                let response = failure.response(record.outcome.grpc);
-                record.outcome.flags |= failure.flags();
-                record.answered(&response);
-                record.ended = true;
-                response
-            }
+            Err(failure) => failed(failure, record),
         }
     }
 
@@ -238,6 +232,7 @@ impl L7Proxy {
         let (parts, body) = request.into_parts();
         let target = attempt::Destination::of(backend, &parts, client);
         let (replay, mut body) = Replay::start(body);
+        self.mirror(&route.mirrors, &parts, &replay, client, deadline);
         let mut tries = Tries::new(&route.retries, deadline);
         loop {
             let try_deadline = tries.try_deadline();
@@ -289,6 +284,16 @@ impl L7Proxy {
             body = next;
         }
     }
+}
+
+/// strait's own answer for a request that failed, recorded with it.
+fn failed(failure: Failure, mut record: Record) -> Response<ProxyBody> {
+    debug!(flags = %failure.flags(), %failure, "request failed");
+    let response = failure.response(record.outcome.grpc);
+    record.outcome.flags |= failure.flags();
+    record.answered(&response);
+    record.ended = true;
+    response
 }
 
 /// Where a request goes, by when, as its route says.

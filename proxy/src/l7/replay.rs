@@ -5,6 +5,10 @@
 //!
 //! Only the newest try reads the client's body: an older try that is still being polled (its
 //! upstream stream not yet reset) gets an error, which resets its stream.
+//!
+//! What the newest try reads from the client also goes to the request's mirrors, each through
+//! a bounded [`Tap`] (see [`super::mirror`]): a mirrored copy's body is a [`ReplayBody`] too,
+//! so that it goes through the same pools.
 
 use std::{
     pin::Pin,
@@ -15,6 +19,8 @@ use std::{
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+
+use super::mirror::{Tap, TapBody};
 
 /// What is kept for replay: Envoy's default per-request buffer limit is 1 MiB; gRPC unary
 /// requests are far smaller, and streaming ones are rarely retryable.
@@ -27,8 +33,14 @@ pub struct Replay<B> {
     shared: Arc<Mutex<Shared<B>>>,
 }
 
+/// What one try sends, or a mirrored copy.
+pub enum ReplayBody<B> {
+    Try(TryBody<B>),
+    Mirror(TapBody),
+}
+
 /// What one try sends.
-pub struct ReplayBody<B> {
+pub struct TryBody<B> {
     shared: Arc<Mutex<Shared<B>>>,
     /// Which try this is: only the newest reads.
     generation: u64,
@@ -51,6 +63,8 @@ struct Shared<B> {
     newest_sent: usize,
     trailers: Option<HeaderMap>,
     source_ended: bool,
+    /// The mirrors' copies, until the client's body ends.
+    taps: Vec<Tap>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +86,7 @@ impl<B: Body<Data = Bytes> + Unpin> Replay<B> {
                 newest_sent: 0,
                 trailers: None,
                 source_ended,
+                taps: Vec::new(),
             })),
         };
         let first = replay.body(0);
@@ -91,12 +106,29 @@ impl<B: Body<Data = Bytes> + Unpin> Replay<B> {
     }
 
     fn body(&self, generation: u64) -> ReplayBody<B> {
-        ReplayBody {
+        ReplayBody::Try(TryBody {
             shared: self.shared.clone(),
             generation,
             replayed: 0,
             trailers_sent: false,
+        })
+    }
+}
+
+impl<B> Replay<B> {
+    /// A mirrored copy's body: what the tries read from the client from now on (call it before
+    /// the first try reads), as they read it.
+    pub fn mirror(&self) -> ReplayBody<B> {
+        let mut shared = lock(&self.shared);
+        debug_assert!(
+            shared.kept_bytes == 0 && !shared.too_large,
+            "mirrored from the start"
+        );
+        let (tap, body) = Tap::new(shared.source_ended);
+        if !shared.source_ended {
+            shared.taps.push(tap);
         }
+        ReplayBody::Mirror(body)
     }
 }
 
@@ -118,6 +150,39 @@ fn lock<B>(shared: &Mutex<Shared<B>>) -> MutexGuard<'_, Shared<B>> {
 }
 
 impl<B> Body for ReplayBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Try(body) => Pin::new(body).poll_frame(cx),
+            Self::Mirror(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Try(body) => body.is_end_stream(),
+            Self::Mirror(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Try(body) => body.size_hint(),
+            Self::Mirror(body) => body.size_hint(),
+        }
+    }
+}
+
+impl<B> Body for TryBody<B>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
@@ -163,16 +228,25 @@ where
         match polled {
             None => {
                 shared.source_ended = true;
+                shared.end_taps();
                 Poll::Ready(None)
             }
-            Some(Err(err)) => Poll::Ready(Some(Err(err.into()))),
+            Some(Err(err)) => {
+                // The copies are abandoned with it.
+                shared.taps.clear();
+                Poll::Ready(Some(Err(err.into())))
+            }
             Some(Ok(frame)) => {
                 shared.keep(&frame);
+                shared.taps.retain(|tap| tap.feed(&frame));
                 this.replayed = shared.kept.len();
                 shared.newest_sent = this.replayed;
                 this.trailers_sent = frame.is_trailers();
                 if shared.source.is_end_stream() {
                     shared.source_ended = true;
+                }
+                if shared.source_ended {
+                    shared.end_taps();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -195,6 +269,12 @@ where
             (false, 0) if shared.kept_bytes == 0 => shared.source.size_hint(),
             _ => SizeHint::default(),
         }
+    }
+}
+
+impl<B> Shared<B> {
+    fn end_taps(&mut self) {
+        self.taps.drain(..).for_each(|tap| tap.end());
     }
 }
 

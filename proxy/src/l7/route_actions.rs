@@ -71,7 +71,7 @@ fn set_path<B>(request: &mut Request<B>, path: &str) {
 }
 
 /// `:authority` for HTTP/2 (the URI's), `Host` for HTTP/1.1: both, whichever the request has.
-fn set_authority<B>(request: &mut Request<B>, authority: &HeaderValue) {
+pub fn set_authority<B>(request: &mut Request<B>, authority: &HeaderValue) {
     if request.uri().authority().is_some() {
         if let Ok(authority) = Authority::try_from(authority.as_bytes()) {
             edit_uri(request, |parts| parts.authority = Some(authority));
