@@ -8,8 +8,9 @@
 //! [`greeter`] is the gRPC Greeter (the `strait-greeter` binary, and Python's grpcio in
 //! `python/`) that the L7 tests run, in the lab or on loopback; [`web`] is its plain HTTP
 //! counterpart (HTTP/1.1 and HTTP/2 echo servers). [`manifests`] writes the Services and Pods
-//! the tests configure strait with.
+//! the tests configure strait with. [`browser`] runs headless Chromium for the dashboard test.
 
+pub mod browser;
 pub mod greeter;
 pub mod lab;
 pub mod manifests;
