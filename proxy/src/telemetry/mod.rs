@@ -2,6 +2,8 @@
 //! work, and the kernel's counters read from BPF maps at scrape time.
 
 mod flags;
+#[cfg(test)]
+mod grafana_tests;
 pub mod kernel;
 pub mod logging;
 pub mod reloads;
