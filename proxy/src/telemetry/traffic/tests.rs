@@ -189,3 +189,44 @@ fn the_summary_is_json_with_istio_label_names() {
     assert_eq!(edge["request_rate"], 1.0);
     assert_eq!(edge["p99_ms"], serde_json::Value::Null);
 }
+
+#[test]
+fn the_request_and_tcp_metrics_feed_the_summary() {
+    use crate::telemetry::{requests::RequestOutcome, Metrics, TcpLabels};
+    let metrics = Metrics::new();
+    let outcome = RequestOutcome {
+        service: Some(("web".into(), "shop".into())),
+        grpc: false,
+        response_code: 503,
+        grpc_status: None,
+        flags: ResponseFlags::NO_HEALTHY_UPSTREAM,
+    };
+    metrics.requests.record(&outcome, Duration::from_millis(2));
+    let refused = TcpLabels::new("db", "shop", ResponseFlags::UPSTREAM_CONNECT_FAILURE);
+    metrics.tcp.connection_opened(&refused);
+    metrics
+        .tcp
+        .connection_closed(&refused, None, Duration::from_millis(1));
+
+    let summary = metrics.traffic.summary();
+    let outcomes: Vec<_> = summary
+        .edges
+        .iter()
+        .map(|e| {
+            (
+                e.destination_service.as_str(),
+                e.request_protocol,
+                &e.stats.outcomes,
+            )
+        })
+        .collect();
+    let one = |key: &str| BTreeMap::from([(key.to_string(), 1)]);
+    assert_eq!(
+        outcomes,
+        [
+            ("db.shop.svc.cluster.local", "tcp", &one("UF")),
+            ("web.shop.svc.cluster.local", "http", &one("5xx")),
+        ]
+    );
+    assert!(summary.edges.iter().all(|e| e.source_workload == "unknown"));
+}
