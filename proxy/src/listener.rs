@@ -4,7 +4,11 @@
 //! HTTP/2 from HTTP/1.x; gRPC ports take HTTP/2 only. An uncaptured connection is served only
 //! if it speaks HTTP, each request routed by its `:authority` or `Host`.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::{
     io::AsyncWriteExt,
@@ -120,11 +124,9 @@ impl Outbound {
         route: TcpRoute,
         already_read: &[u8],
     ) {
+        let started = Instant::now();
         let labels = |flags| TcpLabels::new(&route.service_name, &route.namespace, flags);
-        self.metrics
-            .opened
-            .get_or_create(&labels(ResponseFlags::NONE))
-            .inc();
+        self.metrics.connection_opened(&labels(ResponseFlags::NONE));
         let (flags, relayed) = match self.connect(&route).await {
             Err(flags) => (flags, None),
             Ok((mut upstream, endpoint)) => {
@@ -140,22 +142,18 @@ impl Outbound {
                 (ResponseFlags::NONE, Some(relayed))
             }
         };
-        let labels = labels(flags);
-        self.metrics.closed.get_or_create(&labels).inc();
-        if let Some(relayed) = relayed {
-            self.metrics
-                .received_bytes
-                .get_or_create(&labels)
-                .inc_by(relayed.from_client);
-            self.metrics
-                .sent_bytes
-                .get_or_create(&labels)
-                .inc_by(relayed.to_client);
-            if let Some(err) = relayed.error {
-                debug!(client = %client_addr, %err, "connection ended with an error");
+        let bytes = relayed.as_ref().map(|r| (r.from_client, r.to_client));
+        self.metrics
+            .connection_closed(&labels(flags), bytes, started.elapsed());
+        match relayed {
+            Some(relayed) => {
+                if let Some(err) = relayed.error {
+                    debug!(client = %client_addr, %err, "connection ended with an error");
+                }
             }
-        } else {
-            info!(client = %client_addr, service = %route.service_name, port = route.port, %flags, "no upstream");
+            None => {
+                info!(client = %client_addr, service = %route.service_name, port = route.port, %flags, "no upstream")
+            }
         }
     }
 

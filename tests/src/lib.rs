@@ -8,8 +8,10 @@
 //! [`greeter`] is the gRPC Greeter (the `strait-greeter` binary, and Python's grpcio in
 //! `python/`) that the L7 tests run, in the lab or on loopback; [`web`] is its plain HTTP
 //! counterpart (HTTP/1.1 and HTTP/2 echo servers). [`manifests`] writes the Services and Pods
-//! the tests configure strait with; [`h2load`] drives gRPC load with nghttp2's h2load.
+//! the tests configure strait with; [`h2load`] drives gRPC load with nghttp2's h2load;
+//! [`browser`] runs headless Chromium for the dashboard test.
 
+pub mod browser;
 pub mod greeter;
 pub mod h2load;
 pub mod lab;

@@ -1,6 +1,7 @@
 //! The admin server (loopback: it can dump config) and the metrics server (for Prometheus and
 //! kubelet probes). One HTTP/1.1 server; the [`Scope`] decides which paths it answers.
-//! [`config_dump`] is the JSON `strait proxy-config` reads.
+//! [`config_dump`] is the JSON `strait proxy-config` reads. `/` is the live dashboard, a page
+//! that reads `/stats/summary` (the telemetry's traffic summary) every second.
 
 pub mod config_dump;
 pub mod proxy_config;
@@ -87,20 +88,34 @@ fn respond(state: &AdminState, scope: Scope, request: &Request<Incoming>) -> Res
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.encode(),
         ),
+        (Scope::Admin, "/") => text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            DASHBOARD_PAGE.into(),
+        ),
+        (Scope::Admin, "/stats/summary") => {
+            json(&state.metrics.traffic.summary(), "the traffic summary")
+        }
         (Scope::Admin, "/config_dump") => config_dump(state),
         (Scope::Admin, "/logging") => logging(state, request),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
 
+/// The dashboard: one file, its script and style inline (no network needed to show it).
+const DASHBOARD_PAGE: &str = include_str!("dashboard.html");
+
 fn config_dump(state: &AdminState) -> Response<Full<Bytes>> {
-    let dump = ConfigDump::of(&state.model.borrow());
-    match serde_json::to_string_pretty(&dump) {
+    json(&ConfigDump::of(&state.model.borrow()), "the config dump")
+}
+
+fn json(value: &impl serde::Serialize, what: &str) -> Response<Full<Bytes>> {
+    match serde_json::to_string_pretty(value) {
         Ok(json) => text(StatusCode::OK, "application/json", json + "\n"),
         Err(err) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "text/plain",
-            format!("encoding the config dump: {err}\n"),
+            format!("encoding {what}: {err}\n"),
         ),
     }
 }

@@ -38,7 +38,7 @@ impl std::fmt::Debug for KernelCollector {
 
 type Field = fn(&Counters) -> u64;
 
-const FAMILIES: [(&str, &str, Field); 4] = [
+pub(super) const FAMILIES: [(&str, &str, Field); 4] = [
     (
         "strait_kernel_connections_opened",
         "Captured connections opened, counted by the kernel",

@@ -3,21 +3,26 @@
 
 pub mod access_log;
 mod flags;
+#[cfg(test)]
+mod grafana_tests;
 pub mod kernel;
 pub mod logging;
 pub mod process;
 pub mod reloads;
 pub mod requests;
+pub mod traffic;
 
 pub use flags::ResponseFlags;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
+
+use self::traffic::{Edge, Outcome, SourceWorkload, Traffic};
 
 /// Istio's `reporter` label: strait reports from the client's side of the connection.
 pub const REPORTER: &str = "source";
@@ -57,6 +62,46 @@ pub struct TcpMetrics {
     pub sent_bytes: Family<TcpLabels, Counter>,
     /// Bytes received from the client (the request direction).
     pub received_bytes: Family<TcpLabels, Counter>,
+    /// Where each closed connection is counted for the dashboard too.
+    traffic: Arc<Traffic>,
+}
+
+impl TcpMetrics {
+    fn new(traffic: Arc<Traffic>) -> Self {
+        Self {
+            traffic,
+            ..Self::default()
+        }
+    }
+
+    pub fn connection_opened(&self, labels: &TcpLabels) {
+        self.opened.get_or_create(labels).inc();
+    }
+
+    /// A connection ended (`labels` with its flags); `bytes` (from the client, to the client)
+    /// when it was relayed, and how long it lasted.
+    pub fn connection_closed(
+        &self,
+        labels: &TcpLabels,
+        bytes: Option<(u64, u64)>,
+        lasted: Duration,
+    ) {
+        self.closed.get_or_create(labels).inc();
+        if let Some((from_client, to_client)) = bytes {
+            self.received_bytes
+                .get_or_create(labels)
+                .inc_by(from_client);
+            self.sent_bytes.get_or_create(labels).inc_by(to_client);
+        }
+        let edge = Edge {
+            // The integrator's part: the client pod's workload.
+            source: SourceWorkload::unknown(),
+            destination_service: labels.destination_service.clone(),
+            protocol: labels.request_protocol,
+        };
+        let outcome = Outcome::Tcp(labels.response_flags);
+        self.traffic.record(edge, outcome, Some(lasted));
+    }
 }
 
 /// The registry and the metrics the proxy updates on its paths.
@@ -64,12 +109,15 @@ pub struct Metrics {
     registry: Registry,
     pub tcp: Arc<TcpMetrics>,
     pub requests: Arc<requests::RequestMetrics>,
+    /// The live summary the L7 and TCP metrics feed, for the admin dashboard.
+    pub traffic: Arc<Traffic>,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let tcp = Arc::new(TcpMetrics::default());
+        let traffic = Arc::new(Traffic::default());
+        let tcp = Arc::new(TcpMetrics::new(traffic.clone()));
         // Counter names get their `_total` suffix from the library.
         registry.register(
             "istio_tcp_connections_opened",
@@ -91,11 +139,15 @@ impl Metrics {
             "Bytes received from the client during the connection",
             tcp.received_bytes.clone(),
         );
-        let requests = Arc::new(requests::RequestMetrics::register(&mut registry));
+        let requests = Arc::new(requests::RequestMetrics::register(
+            &mut registry,
+            traffic.clone(),
+        ));
         Self {
             registry,
             tcp,
             requests,
+            traffic,
         }
     }
 

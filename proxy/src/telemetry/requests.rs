@@ -1,7 +1,7 @@
 //! Istio's request metrics for the L7 path: `istio_requests_total` and
 //! `istio_request_duration_milliseconds`, one sample per request when its response ends.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -9,10 +9,13 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::{ResponseFlags, REPORTER};
+use super::{
+    traffic::{Edge, Outcome, SourceWorkload, Traffic},
+    ResponseFlags, REPORTER,
+};
 
 /// Istio's default duration buckets, in milliseconds, so its dashboards' quantiles line up.
-const DURATION_BUCKETS_MS: [f64; 19] = [
+pub(super) const DURATION_BUCKETS_MS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
@@ -37,13 +40,16 @@ type DurationHistogram = Family<RequestLabels, Histogram, fn() -> Histogram>;
 pub struct RequestMetrics {
     requests: Family<RequestLabels, Counter>,
     duration_ms: DurationHistogram,
+    traffic: Arc<Traffic>,
 }
 
 impl RequestMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    /// Registers the metrics; every request is also counted in `traffic`.
+    pub fn register(registry: &mut Registry, traffic: Arc<Traffic>) -> Self {
         let metrics = Self {
             requests: Family::default(),
             duration_ms: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS_MS)),
+            traffic,
         };
         registry.register("istio_requests", "Requests", metrics.requests.clone());
         registry.register(
@@ -60,6 +66,14 @@ impl RequestMetrics {
         self.duration_ms
             .get_or_create(&labels)
             .observe(duration.as_secs_f64() * 1000.0);
+        let edge = Edge {
+            // The integrator's part: the client pod's workload, once `RequestOutcome` has it.
+            source: SourceWorkload::unknown(),
+            destination_service: labels.destination_service,
+            protocol: labels.request_protocol,
+        };
+        self.traffic
+            .record(edge, outcome.dashboard_outcome(), Some(duration));
     }
 }
 
@@ -75,6 +89,14 @@ pub struct RequestOutcome {
 }
 
 impl RequestOutcome {
+    /// The gRPC status when there is one, else the HTTP status class.
+    fn dashboard_outcome(&self) -> Outcome {
+        match self.grpc_status {
+            Some(status) if self.grpc => Outcome::GrpcStatus(status),
+            _ => Outcome::HttpClass(self.response_code / 100),
+        }
+    }
+
     fn labels(&self) -> RequestLabels {
         let (name, namespace) = self
             .service
