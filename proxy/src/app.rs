@@ -24,8 +24,12 @@ use crate::{
     l7::L7Proxy,
     listener::Outbound,
     telemetry::{
-        kernel::KernelCollector, logging::LogLevels, process::ProcessCollector,
-        reloads::ReloadCollector, Metrics,
+        access_log::{self, AccessLog},
+        kernel::KernelCollector,
+        logging::LogLevels,
+        process::ProcessCollector,
+        reloads::ReloadCollector,
+        Metrics,
     },
 };
 
@@ -45,6 +49,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// Changed by the admin server's `/logging`.
     pub log_levels: LogLevels,
+    /// `--access-log` and the format of its lines.
+    pub access_log: Option<(access_log::Sink, access_log::Format)>,
     /// `--gateway-labels`: `None` serves no Gateway.
     pub gateway: Option<GatewayOptions>,
 }
@@ -81,11 +87,16 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let kernel_task =
         kernel.map(|kernel| tokio::spawn(maintain_kernel(kernel, model.clone(), shutdown.clone())));
 
-    let l7 = Arc::new(L7Proxy::new(
-        model.clone(),
-        metrics.requests.clone(),
-        shutdown.clone(),
-    ));
+    let access_log = match &options.access_log {
+        Some((sink, format)) => {
+            Some(AccessLog::start(sink, *format).context("opening the access log")?)
+        }
+        None => None,
+    };
+    let l7 = Arc::new(
+        L7Proxy::new(model.clone(), metrics.requests.clone(), shutdown.clone())
+            .with_access_log(access_log.clone()),
+    );
     tokio::spawn(l7.clone().prune_pool_on_reload());
     let outbound = Arc::new(Outbound {
         model: model.clone(),
@@ -94,6 +105,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         metrics: metrics.tcp.clone(),
         connect_timeout: options.connect_timeout,
         l7,
+        access_log,
     });
     let state = Arc::new(AdminState {
         metrics,

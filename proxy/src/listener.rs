@@ -7,7 +7,7 @@
 use std::{
     net::SocketAddr,
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio::{
@@ -24,7 +24,11 @@ use crate::{
     config::Model,
     l7::{self, ClientProtocol, Destination, L7Proxy},
     route::{self, ConnectionRoute, TcpRoute},
-    telemetry::{ResponseFlags, TcpLabels, TcpMetrics},
+    telemetry::{
+        access_log::{AccessEntry, AccessLog},
+        traffic::SourceWorkload,
+        ResponseFlags, TcpLabels, TcpMetrics,
+    },
     upstream,
 };
 
@@ -36,6 +40,8 @@ pub struct Outbound {
     pub metrics: Arc<TcpMetrics>,
     pub connect_timeout: Duration,
     pub l7: Arc<L7Proxy>,
+    /// `--access-log`: a line per relayed connection.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Endpoints tried for one connection before giving up with UF.
@@ -125,10 +131,12 @@ impl Outbound {
         already_read: &[u8],
     ) {
         let started = Instant::now();
-        let labels = |flags| TcpLabels::new(&route.service_name, &route.namespace, flags);
+        let began = SystemTime::now();
+        let source = SourceWorkload::of(self.model.borrow().source(client_addr.ip()));
+        let labels = |flags| TcpLabels::new(&source, &route.service_name, &route.namespace, flags);
         self.metrics.connection_opened(&labels(ResponseFlags::NONE));
-        let (flags, relayed) = match self.connect(&route).await {
-            Err(flags) => (flags, None),
+        let (flags, relayed, upstream_host) = match self.connect(&route).await {
+            Err(flags) => (flags, None, None),
             Ok((mut upstream, endpoint)) => {
                 debug!(client = %client_addr, %endpoint, service = %route.service_name, "relaying");
                 let mut relayed = match upstream.write_all(already_read).await {
@@ -139,12 +147,27 @@ impl Outbound {
                     },
                 };
                 relayed.from_client += already_read.len() as u64;
-                (ResponseFlags::NONE, Some(relayed))
+                (ResponseFlags::NONE, Some(relayed), Some(endpoint))
             }
         };
         let bytes = relayed.as_ref().map(|r| (r.from_client, r.to_client));
+        let lasted = started.elapsed();
         self.metrics
-            .connection_closed(&labels(flags), bytes, started.elapsed());
+            .connection_closed(&labels(flags), bytes, lasted);
+        if let Some(log) = &self.access_log {
+            let (bytes_received, bytes_sent) = bytes.unwrap_or_default();
+            log.log(AccessEntry {
+                start_time: Some(began),
+                response_flags: flags,
+                bytes_received,
+                bytes_sent,
+                duration: lasted,
+                upstream_host,
+                upstream_cluster: Some(route.cluster_name()),
+                downstream_remote_address: Some(client_addr),
+                ..AccessEntry::default()
+            });
+        }
         match relayed {
             Some(relayed) => {
                 if let Some(err) = relayed.error {

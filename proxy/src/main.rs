@@ -10,8 +10,11 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 use strait::{
-    admin::proxy_config, app, capture, config, config::resources::Labels, gateway::GatewayOptions,
-    telemetry::logging,
+    admin::proxy_config,
+    app, capture, config,
+    config::resources::Labels,
+    gateway::GatewayOptions,
+    telemetry::{access_log, logging},
 };
 
 #[derive(Parser)]
@@ -109,6 +112,11 @@ struct RunArgs {
     /// The address gateway ports listen on.
     #[arg(long, default_value = "0.0.0.0")]
     gateway_bind: IpAddr,
+    /// An access log line per request and TCP connection, to this file (appended) or `-`
+    /// (standard output); in Istio's text format, or JSON with `--log-format json`.
+    #[arg(long, value_name = "PATH|-")]
+    access_log: Option<access_log::Sink>,
+    /// strait's own log and the access log: text, or one JSON object a line.
     #[arg(long, value_enum, default_value_t = logging::LogFormat::Text)]
     log_format: logging::LogFormat,
 }
@@ -178,6 +186,13 @@ fn run(args: Box<RunArgs>, log_levels: logging::LogLevels) -> anyhow::Result<()>
         gateway: args.gateway_labels.map(|labels| GatewayOptions {
             labels: Arc::new(labels),
             bind: args.gateway_bind,
+        }),
+        access_log: args.access_log.map(|sink| {
+            let format = match args.log_format {
+                logging::LogFormat::Text => access_log::Format::Text,
+                logging::LogFormat::Json => access_log::Format::Json,
+            };
+            (sink, format)
         }),
     };
     tokio::runtime::Builder::new_multi_thread()

@@ -27,6 +27,12 @@ pub struct TcpRoute {
 }
 
 impl TcpRoute {
+    /// Istio's name for the Service port's Envoy cluster.
+    pub fn cluster_name(&self) -> String {
+        let fqdn = crate::config::fqdn(&self.service_name, &self.namespace);
+        crate::config::cluster_name(&fqdn, self.port, None)
+    }
+
     pub fn balance_key(&self) -> crate::balance::BalanceKey {
         (
             crate::config::fqdn(&self.service_name, &self.namespace),

@@ -193,8 +193,7 @@ impl Retries {
 
 /// Istio's name for the Envoy cluster of a Service port or subset.
 pub fn cluster_name(backend: &Backend) -> String {
-    let subset = backend.subset.as_deref().unwrap_or("");
-    format!("outbound|{}|{subset}|{}", backend.port, backend.fqdn)
+    backend.cluster_name()
 }
 
 fn target_cluster(target: &Target) -> Result<String, String> {

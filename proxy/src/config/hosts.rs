@@ -13,6 +13,12 @@ pub fn fqdn(name: &str, namespace: &str) -> String {
     format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}")
 }
 
+/// Istio's name for the Envoy cluster of a Service port (and subset): `outbound|PORT|SUBSET|FQDN`,
+/// as access logs, `/clusters` and `proxy-config` show it.
+pub fn cluster_name(fqdn: &str, port: u16, subset: Option<&str>) -> String {
+    format!("outbound|{port}|{}|{fqdn}", subset.unwrap_or(""))
+}
+
 /// A Service named by host.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceName {

@@ -53,7 +53,9 @@ use std::{io::Write, path::PathBuf};
 pub use self::{
     describe::describe_command,
     diagnostics::{Diagnostic, Severity, Source, Subject},
-    hosts::{canonical_host, fqdn, split_authority, Host, ServiceName, CLUSTER_DOMAIN},
+    hosts::{
+        canonical_host, cluster_name, fqdn, split_authority, Host, ServiceName, CLUSTER_DOMAIN,
+    },
     kinds::Kind,
     load::{load, load_str, LoadError, Loaded},
     model::{Backend, Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},

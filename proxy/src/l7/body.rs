@@ -21,6 +21,8 @@ use super::{grpc, replay::BoxError};
 
 /// Learns how a response ends, as its body is read.
 pub trait ResponseObserver {
+    /// Body bytes on their way to the client.
+    fn data(&mut self, _bytes: usize) {}
     fn trailers(&mut self, _trailers: &HeaderMap) {}
     fn error(&mut self) {}
     /// The body was read to its end (may be called more than once).
@@ -126,6 +128,9 @@ impl<B, O: ResponseObserver> ResponseBody<B, O> {
 }
 
 fn observe_frame(observer: &mut impl ResponseObserver, frame: &Frame<Bytes>, ended: bool) {
+    if let Some(data) = frame.data_ref() {
+        observer.data(data.len());
+    }
     if let Some(trailers) = frame.trailers_ref() {
         observer.trailers(trailers);
     }

@@ -18,6 +18,7 @@ mod headers;
 pub mod http1;
 mod load;
 mod mirror;
+mod record;
 mod replay;
 mod retry;
 mod route_actions;
@@ -47,6 +48,7 @@ use self::{
     body::ResponseBody,
     failure::Failure,
     load::{ActiveRequest, ActiveRetry, Loads},
+    record::Record,
     replay::{BoxError, Replay, ReplayBody},
     retry::Tries,
 };
@@ -58,8 +60,7 @@ use crate::{
         Backend, GrpcCodes, Model, ServicePortRef, TryOutcome,
     },
     telemetry::{
-        requests::{RequestMetrics, RequestOutcome},
-        ResponseFlags,
+        access_log::AccessLog, requests::RequestMetrics, traffic::SourceWorkload, ResponseFlags,
     },
     upstream::{http1::Pool as Http1Pool, pool::Pool, Lease},
 };
@@ -92,6 +93,8 @@ pub struct L7Proxy {
     loads: Loads,
     /// Cancelled when strait shuts down: every client connection gets a GOAWAY.
     drain: CancellationToken,
+    /// `--access-log`: a line per request.
+    access_log: Option<AccessLog>,
 }
 
 impl L7Proxy {
@@ -108,7 +111,14 @@ impl L7Proxy {
             http1_pool: Http1Pool::default(),
             loads: Loads::default(),
             drain,
+            access_log: None,
         }
+    }
+
+    /// Logs every request to `log` (mirrored copies are not requests of a client).
+    pub fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
+        self.access_log = log;
+        self
     }
 
     /// Serves one client connection speaking HTTP/2 (prior knowledge, as gRPC does) until it
@@ -163,11 +173,17 @@ impl L7Proxy {
 
     async fn forward(
         self: &Arc<Self>,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         destination: Destination,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
-        let mut record = Record::new(self.metrics.clone(), grpc::is_grpc(&request));
+        headers::ensure_request_id(&mut request);
+        let mut record = Record::of_request(
+            self.metrics.clone(),
+            self.access_log.as_ref(),
+            &request,
+            client,
+        );
         match self
             .exchange(request, destination, client, &mut record)
             .await
@@ -188,7 +204,9 @@ impl L7Proxy {
         record: &mut Record,
     ) -> Result<Routed<'m>, Failure> {
         let source = model.source(client.ip());
+        record.outcome.source = SourceWorkload::of(source);
         let (route, port) = find_route(model, destination, source, request, record)?;
+        record.route(&route.route_name);
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
         // Envoy's fault filter runs before its router: a route to nowhere is delayed too.
         route_actions::inject_fault(&route.fault, deadline, &mut record.outcome.flags).await?;
@@ -199,6 +217,7 @@ impl L7Proxy {
             .map_err(|unresolved| Failure::NoCluster(unresolved.to_string()))?;
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
+        record.cluster(backend);
         route_actions::shape_request(route, chosen, request, port, source);
         Ok(Routed {
             route,
@@ -232,6 +251,7 @@ impl L7Proxy {
         let (parts, body) = request.into_parts();
         let target = attempt::Destination::of(backend, &parts, client);
         let (replay, mut body) = Replay::start(body);
+        record.receiving(replay.received());
         self.mirror(&route.mirrors, &parts, &replay, client, deadline);
         let mut tries = Tries::new(&route.retries, deadline);
         loop {
@@ -346,6 +366,7 @@ impl FinalTry {
             pick,
         } = self.answered;
         record.answered(&response);
+        record.upstream(pick.endpoint());
         // A headers-only response (gRPC trailers-only) has no body to read to its end.
         record.ended = held.is_none() && http_body::Body::is_end_stream(response.body());
         let grpc = record.outcome.grpc;
@@ -361,48 +382,6 @@ impl FinalTry {
         }
         response
             .map(|body| BoxBody::new(ResponseBody::new(held, body, observer, self.deadline, grpc)))
-    }
-}
-
-/// Records a request's metrics when it is dropped: when its response ended, or was abandoned.
-struct Record {
-    metrics: Arc<RequestMetrics>,
-    started: Instant,
-    outcome: RequestOutcome,
-    /// Whether the response reached its end; a response dropped before that was cut by the
-    /// client (Envoy's DC, downstream connection termination).
-    ended: bool,
-}
-
-impl Record {
-    fn new(metrics: Arc<RequestMetrics>, grpc: bool) -> Self {
-        Self {
-            metrics,
-            started: Instant::now(),
-            outcome: RequestOutcome {
-                service: None,
-                grpc,
-                response_code: 0,
-                grpc_status: None,
-                flags: ResponseFlags::NONE,
-            },
-            ended: false,
-        }
-    }
-
-    /// Notes the response's status and, for a trailers-only response, its gRPC status.
-    fn answered<B>(&mut self, response: &Response<B>) {
-        self.outcome.response_code = response.status().as_u16();
-        self.outcome.grpc_status = grpc::status(response.headers());
-    }
-}
-
-impl Drop for Record {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.outcome.flags |= ResponseFlags::DOWNSTREAM_TERMINATION;
-        }
-        self.metrics.record(&self.outcome, self.started.elapsed());
     }
 }
 
@@ -428,6 +407,10 @@ impl InFlight {
 }
 
 impl body::ResponseObserver for InFlight {
+    fn data(&mut self, bytes: usize) {
+        self.record.sent(bytes);
+    }
+
     fn trailers(&mut self, trailers: &http::HeaderMap) {
         if let Some(status) = grpc::status(trailers) {
             self.record.outcome.grpc_status = Some(status);

@@ -12,7 +12,10 @@
 
 use std::{
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     task::{Context, Poll},
 };
 
@@ -65,6 +68,8 @@ struct Shared<B> {
     source_ended: bool,
     /// The mirrors' copies, until the client's body ends.
     taps: Vec<Tap>,
+    /// Body bytes read from the client, for the access log.
+    received: Arc<AtomicU64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,7 @@ impl<B: Body<Data = Bytes> + Unpin> Replay<B> {
                 trailers: None,
                 source_ended,
                 taps: Vec::new(),
+                received: Arc::default(),
             })),
         };
         let first = replay.body(0);
@@ -133,6 +139,11 @@ impl<B> Replay<B> {
 }
 
 impl<B> Replay<B> {
+    /// The count of body bytes read from the client, as it grows.
+    pub fn received(&self) -> Arc<AtomicU64> {
+        lock(&self.shared).received.clone()
+    }
+
     /// No try follows the current one: let go of what was kept as it is sent.
     pub fn last_try(&self) {
         let mut shared = lock(&self.shared);
@@ -286,6 +297,8 @@ impl<B: Body<Data = Bytes>> Shared<B> {
             return;
         }
         let Some(data) = frame.data_ref() else { return };
+        self.received
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         if self.too_large || self.last_try {
             return;
         }

@@ -6,7 +6,8 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{
-    kernel, reloads::ReloadCollector, requests::RequestOutcome, Metrics, ResponseFlags, TcpLabels,
+    kernel, reloads::ReloadCollector, requests::RequestOutcome, traffic::SourceWorkload, Metrics,
+    ResponseFlags, TcpLabels,
 };
 
 const DASHBOARD: &str = include_str!(concat!(
@@ -19,6 +20,7 @@ fn exported_series() -> BTreeSet<String> {
     let mut metrics = Metrics::new();
     metrics.register_collector(Box::new(ReloadCollector(Arc::default())));
     let outcome = RequestOutcome {
+        source: SourceWorkload::unknown(),
         service: Some(("api".into(), "default".into())),
         grpc: true,
         response_code: 200,
@@ -26,7 +28,12 @@ fn exported_series() -> BTreeSet<String> {
         flags: ResponseFlags::NONE,
     };
     metrics.requests.record(&outcome, Duration::from_millis(3));
-    let labels = TcpLabels::new("db", "default", ResponseFlags::NONE);
+    let labels = TcpLabels::new(
+        &SourceWorkload::unknown(),
+        "db",
+        "default",
+        ResponseFlags::NONE,
+    );
     metrics.tcp.connection_opened(&labels);
     metrics
         .tcp

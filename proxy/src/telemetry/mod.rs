@@ -31,6 +31,8 @@ pub const REPORTER: &str = "source";
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TcpLabels {
     pub reporter: &'static str,
+    pub source_workload: String,
+    pub source_workload_namespace: String,
     pub destination_service: String,
     pub destination_service_name: String,
     pub destination_service_namespace: String,
@@ -40,9 +42,17 @@ pub struct TcpLabels {
 }
 
 impl TcpLabels {
-    pub fn new(service_name: &str, namespace: &str, response_flags: ResponseFlags) -> Self {
+    /// A connection from `source` to the Service `service_name` in `namespace`.
+    pub fn new(
+        source: &SourceWorkload,
+        service_name: &str,
+        namespace: &str,
+        response_flags: ResponseFlags,
+    ) -> Self {
         Self {
             reporter: REPORTER,
+            source_workload: source.workload.clone(),
+            source_workload_namespace: source.namespace.clone(),
             destination_service: crate::config::fqdn(service_name, namespace),
             destination_service_name: service_name.to_string(),
             destination_service_namespace: namespace.to_string(),
@@ -94,8 +104,10 @@ impl TcpMetrics {
             self.sent_bytes.get_or_create(labels).inc_by(to_client);
         }
         let edge = Edge {
-            // The integrator's part: the client pod's workload.
-            source: SourceWorkload::unknown(),
+            source: SourceWorkload {
+                workload: labels.source_workload.clone(),
+                namespace: labels.source_workload_namespace.clone(),
+            },
             destination_service: labels.destination_service.clone(),
             protocol: labels.request_protocol,
         };

@@ -23,6 +23,10 @@ pub(super) const DURATION_BUCKETS_MS: [f64; 19] = [
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub reporter: &'static str,
+    /// The client's workload (see [`Source::workload`](crate::config::route::Source)), or
+    /// `unknown` when its address is no Pod or WorkloadEntry strait knows.
+    pub source_workload: String,
+    pub source_workload_namespace: String,
     pub destination_service: String,
     pub destination_service_name: String,
     pub destination_service_namespace: String,
@@ -67,8 +71,7 @@ impl RequestMetrics {
             .get_or_create(&labels)
             .observe(duration.as_secs_f64() * 1000.0);
         let edge = Edge {
-            // The integrator's part: the client pod's workload, once `RequestOutcome` has it.
-            source: SourceWorkload::unknown(),
+            source: outcome.source.clone(),
             destination_service: labels.destination_service,
             protocol: labels.request_protocol,
         };
@@ -80,6 +83,7 @@ impl RequestMetrics {
 /// What is known of a request when it ends.
 #[derive(Clone, Debug)]
 pub struct RequestOutcome {
+    pub source: SourceWorkload,
     /// `None` when the request matched no Service.
     pub service: Option<(String, String)>,
     pub grpc: bool,
@@ -108,6 +112,8 @@ impl RequestOutcome {
         };
         RequestLabels {
             reporter: REPORTER,
+            source_workload: self.source.workload.clone(),
+            source_workload_namespace: self.source.namespace.clone(),
             destination_service,
             destination_service_name: name,
             destination_service_namespace: namespace,

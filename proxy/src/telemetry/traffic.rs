@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use self::histogram::LatencyHistogram;
 use super::ResponseFlags;
+use crate::config::route::Source;
 
 /// The rates and latencies cover this many complete seconds.
 pub const WINDOW_SECS: u64 = 10;
@@ -39,6 +40,17 @@ impl SourceWorkload {
         Self {
             workload: "unknown".into(),
             namespace: "unknown".into(),
+        }
+    }
+
+    /// The client workload `source` (see [`Source::workload`]), or unknown.
+    pub fn of(source: Option<&Source>) -> Self {
+        match source {
+            Some(source) => Self {
+                workload: source.workload().to_owned(),
+                namespace: source.namespace.clone(),
+            },
+            None => Self::unknown(),
         }
     }
 }

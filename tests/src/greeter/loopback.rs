@@ -298,9 +298,10 @@ pub fn greeter_manifests(backends: &[(impl std::fmt::Display, u16)]) -> String {
         app_protocol: Some("grpc"),
         target_port: &"grpc",
     };
-    let pods = backends
-        .iter()
-        .zip(REPLICAS)
-        .map(|((ip, port), name)| manifests::pod(name, "greeter", ip, &[("grpc", *port)]));
+    let pods = backends.iter().zip(REPLICAS).map(|((ip, port), name)| {
+        // `replica` lets a DestinationRule subset pick one.
+        let labels = [("app", "greeter"), ("replica", name)];
+        manifests::labelled_pod(name, &labels, ip, &[("grpc", *port)])
+    });
     manifests::documents(std::iter::once(service.yaml()).chain(pods))
 }

@@ -10,7 +10,7 @@ use crate::{
     balance::BalanceKey,
     classify::Protocol,
     config::{
-        hosts::ServiceName,
+        hosts::{self, ServiceName},
         policy::TrafficPolicy,
         resources::{Destination, Labels},
         route::{Resolve, Target, Unresolved},
@@ -36,6 +36,14 @@ pub struct Backend {
     pub endpoints: Vec<SocketAddr>,
     /// The DestinationRule's, for the port; for a subset, the subset's over it.
     pub traffic_policy: TrafficPolicy,
+}
+
+impl Backend {
+    /// Istio's name for the Envoy cluster of a Service port or subset:
+    /// `outbound|PORT|SUBSET|FQDN`.
+    pub fn cluster_name(&self) -> String {
+        hosts::cluster_name(&self.fqdn, self.port, self.subset.as_deref())
+    }
 }
 
 /// An endpoint of a Service port, with the labels of the workload behind it.

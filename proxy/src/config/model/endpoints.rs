@@ -65,6 +65,15 @@ pub enum EndpointSource {
     WorkloadEntry(String),
 }
 
+impl EndpointSource {
+    /// The Pod's or WorkloadEntry's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Pod(name) | Self::WorkloadEntry(name) => name,
+        }
+    }
+}
+
 impl fmt::Display for EndpointSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -394,6 +394,7 @@ fn sources(resources: &Resources) -> HashMap<IpAddr, route::Source> {
     for (workload, ip) in pods.chain(entries) {
         let Some(ip) = ip else { continue };
         sources.entry(ip).or_insert_with(|| route::Source {
+            name: workload.source().name().to_owned(),
             namespace: workload.namespace().to_owned(),
             labels: workload.labels().clone(),
         });

@@ -35,11 +35,35 @@ pub struct RequestMatch {
     pub source_namespace: Option<String>,
 }
 
-/// The workload a request comes from, as routes see it.
+/// The workload a request comes from, as routes and telemetry see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
+    /// The Pod's or WorkloadEntry's own name.
+    pub name: String,
     pub namespace: String,
     pub labels: Labels,
+}
+
+impl Source {
+    /// The workload's name in telemetry (Istio's `source_workload`): its canonical service
+    /// name as Istio derives it from labels (`service.istio.io/canonical-name`, else
+    /// `app.kubernetes.io/name`, else `app`), else its own name. strait sees Pods, not the
+    /// Deployments that own them.
+    pub fn workload(&self) -> &str {
+        [
+            "service.istio.io/canonical-name",
+            "app.kubernetes.io/name",
+            "app",
+        ]
+        .iter()
+        .find_map(|key| self.labels.get(*key))
+        .unwrap_or(&self.name)
+    }
+
+    /// Istio's `source_app` and `source_version`: the `app` and `version` labels.
+    pub fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map_or("unknown", String::as_str)
+    }
 }
 
 /// A header that must be present, and what its value must be.

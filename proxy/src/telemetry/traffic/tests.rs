@@ -194,7 +194,12 @@ fn the_summary_is_json_with_istio_label_names() {
 fn the_request_and_tcp_metrics_feed_the_summary() {
     use crate::telemetry::{requests::RequestOutcome, Metrics, TcpLabels};
     let metrics = Metrics::new();
+    let frontend = SourceWorkload {
+        workload: "frontend".into(),
+        namespace: "shop".into(),
+    };
     let outcome = RequestOutcome {
+        source: frontend.clone(),
         service: Some(("web".into(), "shop".into())),
         grpc: false,
         response_code: 503,
@@ -202,7 +207,12 @@ fn the_request_and_tcp_metrics_feed_the_summary() {
         flags: ResponseFlags::NO_HEALTHY_UPSTREAM,
     };
     metrics.requests.record(&outcome, Duration::from_millis(2));
-    let refused = TcpLabels::new("db", "shop", ResponseFlags::UPSTREAM_CONNECT_FAILURE);
+    let refused = TcpLabels::new(
+        &frontend,
+        "db",
+        "shop",
+        ResponseFlags::UPSTREAM_CONNECT_FAILURE,
+    );
     metrics.tcp.connection_opened(&refused);
     metrics
         .tcp
@@ -228,5 +238,43 @@ fn the_request_and_tcp_metrics_feed_the_summary() {
             ("web.shop.svc.cluster.local", "http", &one("5xx")),
         ]
     );
-    assert!(summary.edges.iter().all(|e| e.source_workload == "unknown"));
+    // Each edge is the client workload's.
+    assert!(
+        summary
+            .edges
+            .iter()
+            .all(|e| e.source_workload == "frontend"),
+        "{:?}",
+        summary.edges
+    );
+}
+
+/// A client's workload is named as Istio names canonical services: by label, else the Pod.
+#[test]
+fn a_source_workload_by_its_labels_else_its_name() {
+    use crate::config::route::Source;
+    let pod = |labels: &[(&str, &str)]| Source {
+        name: "web-7d9f-x2k".into(),
+        namespace: "shop".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let named = |source: &Source| SourceWorkload::of(Some(source)).workload;
+    assert_eq!(named(&pod(&[])), "web-7d9f-x2k");
+    assert_eq!(named(&pod(&[("app", "web")])), "web");
+    assert_eq!(
+        named(&pod(&[
+            ("app", "web"),
+            ("app.kubernetes.io/name", "storefront")
+        ])),
+        "storefront"
+    );
+    let canonical = [
+        ("app", "web"),
+        ("service.istio.io/canonical-name", "shopfront"),
+    ];
+    assert_eq!(named(&pod(&canonical)), "shopfront");
+    assert_eq!(SourceWorkload::of(None), SourceWorkload::unknown());
 }
