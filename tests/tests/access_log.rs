@@ -21,7 +21,7 @@ use strait_tests::{
     manifests,
 };
 
-/// replica-a fails every call; replica-c answers after SLOW.
+/// replica-a resets every call's stream after its headers; replica-c answers after SLOW.
 const SLOW: Duration = Duration::from_millis(600);
 
 /// Each case is a rule of its own, named after it, picked by the `x-case` metadata.
@@ -36,7 +36,8 @@ fn policy() -> String {
         rule("abort", &format!("    fault: {{abort: {{grpcStatus: UNAVAILABLE, percentage: {{value: 100}}}}}}\n{}", to("ok"))),
         rule("delay", &format!("    fault: {{delay: {{fixedDelay: 5s, percentage: {{value: 100}}}}}}\n    timeout: 200ms\n{}", to("ok"))),
         rule("timeout", &format!("    timeout: 100ms\n{}", to("slow"))),
-        rule("retries", &format!("    retries: {{attempts: 2, retryOn: unavailable}}\n{}", to("failing"))),
+        rule("retries", &format!("    retries: {{attempts: 2, retryOn: reset}}\n{}", to("failing"))),
+        rule("reset", &format!("    retries: {{attempts: 0}}\n{}", to("failing"))),
         rule("nowhere", &to("missing")),
         rule("overflow", &format!("    retries: {{attempts: 0}}\n{}", to("slow"))),
         rule("cancel", &to("slow")),
@@ -80,7 +81,7 @@ fn every_response_flag_is_in_the_json_access_log() -> Result<()> {
         "access-log",
         Implementation::Rust,
         |s| match s.name.as_str() {
-            "replica-a" => s.failing(tonic::Code::Unavailable, 1, FailIn::Trailers),
+            "replica-a" => s.failing(tonic::Code::Unavailable, 1, FailIn::Reset),
             "replica-c" => s.delayed(SLOW),
             _ => s,
         },
@@ -98,6 +99,7 @@ fn every_response_flag_is_in_the_json_access_log() -> Result<()> {
     call(AUTHORITY, "delay", &plain)?;
     call(AUTHORITY, "timeout", &plain)?;
     call(AUTHORITY, "retries", &plain)?;
+    call(AUTHORITY, "reset", &plain)?;
     call(AUTHORITY, "nowhere", &plain)?;
     // Two at once where one may be in flight: the second overflows.
     call(AUTHORITY, "overflow", &|c| {
@@ -117,7 +119,7 @@ fn every_response_flag_is_in_the_json_access_log() -> Result<()> {
     call("refusing.default.svc.cluster.local:50051", "-", &plain)?;
     call("nobody.default.svc.cluster.local:50051", "-", &plain)?;
 
-    let lines = wait_for_lines(&log, 12)?;
+    let lines = wait_for_lines(&log, 13)?;
     let by_route = |route: &str| -> Vec<&Value> {
         lines.iter().filter(|l| l["route_name"] == route).collect()
     };
@@ -163,7 +165,8 @@ fn every_response_flag_is_in_the_json_access_log() -> Result<()> {
     expect(one("abort"), "FI", 14);
     expect(one("delay"), "UT,DI", 4);
     expect(one("timeout"), "UT", 4);
-    expect(one("retries"), "URX", 14);
+    expect(one("reset"), "UR", 14);
+    expect(one("retries"), "UR,URX", 14);
     expect(one("nowhere"), "NR", 14);
     let overflow = by_route("overflow");
     let flags: Vec<&Value> = overflow.iter().map(|l| &l["response_flags"]).collect();

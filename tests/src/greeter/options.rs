@@ -42,6 +42,9 @@ pub enum FailIn {
     /// HEADERS (`:status 200`, no grpc-status), no DATA, then trailers with `grpc-status`: what a
     /// server that fails after it began answering sends.
     Trailers,
+    /// HEADERS, then RST_STREAM (INTERNAL_ERROR) instead of a status: a server that crashed
+    /// mid-call, or a proxy that gave up on it.
+    Reset,
 }
 
 /// `call`: N calls over one HTTP/2 connection; a JSON line per call, then a summary line.

@@ -116,16 +116,19 @@ where
         .insert(INSTANCE_HEADER, calls.instance.clone());
     if let Some(code) = grpc_status(response.headers()) {
         // The code check leaves alone a doomed call that hit its deadline first.
-        let in_trailers = calls.fail_in == FailIn::Trailers
-            && injected.is_some_and(|injected| injected.code as i32 == code);
-        if in_trailers {
+        let doomed = injected
+            .as_ref()
+            .is_some_and(|injected| injected.code as i32 == code);
+        if doomed && calls.fail_in != FailIn::Headers {
             response = status_in_trailers(response);
         } else {
             log.end(Some(code));
         }
     }
+    let reset = injected.is_some() && calls.fail_in == FailIn::Reset;
     Ok(response.map(|body| CallBody {
         body,
+        reset,
         deadline: deadline.map(|deadline| Box::pin(sleep_until(deadline))),
         instance: calls.instance.clone(),
         log,
@@ -185,6 +188,8 @@ fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 /// logs how the call ended.
 pub(crate) struct CallBody {
     body: Body,
+    /// Ends the stream with an error instead of its trailers: hyper resets it.
+    reset: bool,
     deadline: Option<Pin<Box<Sleep>>>,
     instance: HeaderValue,
     log: CallLog,
@@ -215,6 +220,14 @@ impl http_body::Body for CallBody {
             }
         }
         let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        if this.reset
+            && frame
+                .as_ref()
+                .is_some_and(|f| f.as_ref().is_ok_and(Frame::is_trailers))
+        {
+            this.log.end(None);
+            return Poll::Ready(Some(Err(Status::internal("injected reset"))));
+        }
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref() {
