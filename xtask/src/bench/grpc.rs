@@ -86,6 +86,8 @@ pub struct GrpcArgs {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     Strait,
+    /// strait writing a JSON access log line per call to a file: what logging costs.
+    StraitLogged,
     Envoy,
     Nginx,
     Haproxy,
@@ -93,8 +95,9 @@ pub enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 5] = [
+    const ALL: [Target; 6] = [
         Target::Strait,
+        Target::StraitLogged,
         Target::Envoy,
         Target::Nginx,
         Target::Haproxy,
@@ -105,6 +108,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Strait => "strait",
+            Target::StraitLogged => "strait-logged",
             Target::Envoy => "envoy",
             Target::Nginx => "nginx",
             Target::Haproxy => "haproxy",
@@ -659,12 +663,24 @@ fn report(samples: &[Sample], targets: &[Target], programs: &Programs) -> String
         ],
         &ratios,
     );
-    if let Some((_, strait)) = medians.iter().find(|(t, _)| *t == Target::Strait) {
-        let envoy = medians.iter().find(|(t, _)| *t == Target::Envoy);
+    let median_of = |target| medians.iter().find(|(t, _)| *t == target).map(|(_, m)| m);
+    if let Some(strait) = median_of(Target::Strait) {
         out += "\n";
-        out += &verdict(strait, best_m, envoy.map(|(_, m)| m));
+        out += &verdict(strait, best_m, median_of(Target::Envoy));
+        if let Some(logged) = median_of(Target::StraitLogged) {
+            out += &logging_cost(strait, logged);
+        }
     }
     out
+}
+
+/// What the access log costs: strait with it against strait without.
+fn logging_cost(strait: &Medians, logged: &Medians) -> String {
+    format!(
+        "- the access log (JSON, to a file): calls per CPU-second {}, p99 {} of strait without it\n",
+        ratio(logged.calls_per_cpu_s, strait.calls_per_cpu_s),
+        ratio(logged.p99_ms, strait.p99_ms),
+    )
 }
 
 /// The peer with the most calls per CPU-second.
@@ -743,6 +759,7 @@ mod tests {
             sample(Target::Strait, Some(48_000.0), 6.0, 10.0),
             sample(Target::Strait, Some(60_000.0), 4.0, 12.0),
             sample(Target::Strait, Some(50_000.0), 5.0, 11.0),
+            sample(Target::StraitLogged, Some(45_000.0), 5.5, 12.0),
             sample(Target::Envoy, Some(12_000.0), 13.0, 72.0),
             sample(Target::Nginx, Some(17_000.0), 25.0, 24.0),
             sample(Target::Haproxy, Some(40_000.0), 5.0, 18.5),
@@ -762,6 +779,7 @@ mod tests {
         has("against the best peer's (target ≥ 1.20×): 1.25× (met)");
         has("p99 against the best peer's (target ≤ 1.00×): 1.00× (met)");
         has("peak RSS against Envoy's (target < 1.00×): 0.15× (met)");
+        has("the access log (JSON, to a file): calls per CPU-second 0.90×, p99 1.10× of strait without it");
     }
 
     #[test]

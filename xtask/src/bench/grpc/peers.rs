@@ -77,6 +77,7 @@ impl Programs {
     pub fn label(&self, target: Target) -> String {
         match target {
             Target::Strait => "strait".into(),
+            Target::StraitLogged => "strait, access log on".into(),
             Target::Envoy => format!("Envoy {}", self.envoy.version),
             Target::Nginx => format!("nginx {}", self.nginx.version),
             Target::Haproxy => format!("HAProxy {}", self.haproxy.version),
@@ -229,7 +230,15 @@ pub fn start_proxy(
 ) -> Result<Option<Server>> {
     let listen = lab::free_local_addr();
     let server = match target {
-        Target::Strait => start_strait(dir, backend)?,
+        Target::Strait => start_strait(dir, backend, &[])?,
+        Target::StraitLogged => {
+            let log = dir.path().join("access.log").display().to_string();
+            start_strait(
+                dir,
+                backend,
+                &["--access-log", &log, "--log-format", "json"],
+            )?
+        }
         Target::Envoy => {
             let conf = dir.write("envoy.yaml", envoy_conf(listen, backend))?;
             let mut cmd = Command::new(&programs.envoy.path);
@@ -255,12 +264,13 @@ pub fn start_proxy(
     Ok(Some(server))
 }
 
-/// strait without capture, routing by `:authority`; ready when `/healthz/ready` says so.
-fn start_strait(dir: &ScratchDir, backend: SocketAddr) -> Result<Server> {
+/// strait without capture, routing by `:authority`, with `extra` arguments; ready when
+/// `/healthz/ready` says so.
+fn start_strait(dir: &ScratchDir, backend: SocketAddr, extra: &[&str]) -> Result<Server> {
     let config = dir.path().join("strait");
     fs::create_dir_all(&config)?;
     fs::write(config.join("greeter.yaml"), strait_manifests(backend))?;
-    let strait = LocalStrait::start(&config, &[] as &[&str])?;
+    let strait = LocalStrait::start(&config, extra)?;
     Ok(Server {
         process: strait.process,
         listen: strait.outbound,
