@@ -633,6 +633,11 @@ fn report(samples: &[Sample], targets: &[Target], programs: &Programs) -> String
         ],
         &rows,
     );
+    let median_of = |target| medians.iter().find(|(t, _)| *t == target).map(|(_, m)| m);
+    if let Some((strait, logged)) = median_of(Target::Strait).zip(median_of(Target::StraitLogged)) {
+        out += "\n";
+        out += &logging_cost(strait, logged);
+    }
     let Some((best, best_m)) = best_peer(&medians) else {
         return out;
     };
@@ -663,13 +668,9 @@ fn report(samples: &[Sample], targets: &[Target], programs: &Programs) -> String
         ],
         &ratios,
     );
-    let median_of = |target| medians.iter().find(|(t, _)| *t == target).map(|(_, m)| m);
     if let Some(strait) = median_of(Target::Strait) {
         out += "\n";
         out += &verdict(strait, best_m, median_of(Target::Envoy));
-        if let Some(logged) = median_of(Target::StraitLogged) {
-            out += &logging_cost(strait, logged);
-        }
     }
     out
 }
