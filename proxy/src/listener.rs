@@ -5,6 +5,7 @@
 //! if it speaks HTTP, each request routed by its `:authority` or `Host`.
 
 use std::{
+    future::Future,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -44,6 +45,35 @@ pub struct Outbound {
     pub access_log: Option<AccessLog>,
 }
 
+/// Accepts on `listener` until `stop`, each connection handled by `handle` in a task on
+/// `tracker` (so the caller can drain them).
+pub(crate) async fn accept_each<F, H>(
+    listener: TcpListener,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    handle: H,
+) where
+    H: Fn(TcpStream, SocketAddr) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                tracker.spawn(handle(stream, client));
+            }
+            // Out of fds and the like: keep serving the connections we have.
+            Err(err) => {
+                warn!(%err, addr = ?listener.local_addr().ok(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Endpoints tried for one connection before giving up with UF.
 const MAX_CONNECT_ATTEMPTS: usize = 3;
 
@@ -55,23 +85,11 @@ impl Outbound {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) {
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, client)) => {
-                    let outbound = self.clone();
-                    tracker.spawn(async move { outbound.handle(stream, client).await });
-                }
-                // Out of fds and the like: keep serving the connections we have.
-                Err(err) => {
-                    warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        accept_each(listener, shutdown, tracker, move |stream, client| {
+            let outbound = self.clone();
+            async move { outbound.handle(stream, client).await }
+        })
+        .await;
     }
 
     async fn handle(&self, client: TcpStream, client_addr: SocketAddr) {

@@ -11,7 +11,7 @@
 
 mod tls;
 
-use std::{collections::HashMap, net::IpAddr, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::IpAddr, net::SocketAddr, sync::Arc};
 
 use http::Request;
 use tokio::{
@@ -27,7 +27,7 @@ use crate::{
         HttpRoute, Model,
     },
     l7::{self, Destination},
-    listener::Outbound,
+    listener::{accept_each, Outbound},
 };
 
 /// `--gateway-labels` and `--gateway-bind`.
@@ -160,22 +160,11 @@ impl GatewayPort {
         stop: CancellationToken,
         tracker: TaskTracker,
     ) {
-        loop {
-            let accepted = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, client)) => {
-                    let port = self.clone();
-                    tracker.spawn(async move { port.handle(stream, client).await });
-                }
-                Err(err) => {
-                    warn!(%err, "gateway accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        accept_each(listener, stop, tracker, move |stream, client| {
+            let port = self.clone();
+            async move { port.handle(stream, client).await }
+        })
+        .await;
     }
 
     /// With the generation current at accept: its servers and certificates.
