@@ -30,12 +30,13 @@ fn summary(lo: &Loopback) -> Result<Value> {
     Ok(serde_json::from_str(&body)?)
 }
 
-/// The edge from the unknown source (strait does not tell workloads apart yet) to `service`.
+/// The edge from the client to `service`. The client calls from 127.0.0.1, where the config has
+/// the greeter Pods, so strait takes it for the `greeter` workload.
 fn edge(summary: &Value, service: &str) -> Option<Value> {
     let edges = summary["edges"].as_array()?;
     edges
         .iter()
-        .find(|e| e["source_workload"] == "unknown" && e["destination_service"] == service)
+        .find(|e| e["source_workload"] == "greeter" && e["destination_service"] == service)
         .cloned()
 }
 
