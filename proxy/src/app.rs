@@ -25,6 +25,7 @@ use crate::{
     listener::Outbound,
     telemetry::{
         access_log::{self, AccessLog},
+        endpoints::EndpointCollector,
         kernel::KernelCollector,
         logging::LogLevels,
         process::ProcessCollector,
@@ -98,18 +99,20 @@ pub async fn run(options: RunOptions) -> Result<()> {
             .with_access_log(access_log.clone()),
     );
     tokio::spawn(l7.clone().prune_pool_on_reload());
+    metrics.register_collector(Box::new(EndpointCollector::new(l7.clone(), model.clone())));
     let outbound = Arc::new(Outbound {
         model: model.clone(),
         original_dst,
         balancer: RoundRobin::default(),
         metrics: metrics.tcp.clone(),
         connect_timeout: options.connect_timeout,
-        l7,
+        l7: l7.clone(),
         access_log,
     });
     let state = Arc::new(AdminState {
         metrics,
         model: model.clone(),
+        endpoints: l7.clone(),
         log_levels: options.log_levels.clone(),
         ready: Default::default(),
     });

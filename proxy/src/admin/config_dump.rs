@@ -1,8 +1,8 @@
 //! `/config_dump`: the model strait serves, as JSON, in the four views `istioctl proxy-config`
 //! shows of an Envoy: listeners (what is captured, and how each Service port is served), routes
 //! (each port's HTTP routes in order), clusters (each Service port and subset with its policy)
-//! and endpoints (each cluster's addresses). Clusters are named as Istio names Envoy's:
-//! `outbound|PORT|SUBSET|FQDN`.
+//! and endpoints (each cluster's addresses, with their outlier state from the balancers).
+//! Clusters are named as Istio names Envoy's: `outbound|PORT|SUBSET|FQDN`.
 //!
 //! These are views for people and `strait proxy-config`, built from the model on each request;
 //! the field names are stable, the set may grow.
@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Backend, HttpRoute, Model, RetryPolicy, Target};
+use crate::{
+    config::{Backend, HttpRoute, Model, RetryPolicy, Target},
+    telemetry::endpoints::Live,
+};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ConfigDump {
@@ -90,10 +93,16 @@ pub struct Cluster {
 pub struct ClusterEndpoint {
     pub address: SocketAddr,
     pub cluster: String,
+    /// istioctl's `STATUS`: `HEALTHY`, or `UNHEALTHY` while outlier detection has it ejected
+    /// (strait runs no active health checks).
+    pub health: String,
+    /// istioctl's `OUTLIER CHECK`: `OK`, or `FAILED` while ejected.
+    pub outlier: String,
 }
 
 impl ConfigDump {
-    pub fn of(model: &Model) -> Self {
+    /// `live`: the balancers' state, for each endpoint's health.
+    pub fn of(model: &Model, live: &Live) -> Self {
         let mut dump = Self {
             listeners: Vec::new(),
             routes: Vec::new(),
@@ -117,22 +126,27 @@ impl ConfigDump {
                         routes: port.routes.iter().map(Route::of).collect(),
                     });
                 }
-                for backend in std::iter::once(&port.backend).chain(port.subsets.values()) {
-                    dump.add_cluster(backend);
-                }
             }
+        }
+        for backend in backends(model) {
+            dump.add_cluster(backend, live);
         }
         dump
     }
 
-    fn add_cluster(&mut self, backend: &Backend) {
+    fn add_cluster(&mut self, backend: &Backend, live: &Live) {
         let name = cluster_name(backend);
         let policy = &backend.traffic_policy;
         let pool = &policy.connection_pool;
         self.endpoints
-            .extend(backend.endpoints.iter().map(|&address| ClusterEndpoint {
-                address,
-                cluster: name.clone(),
+            .extend(backend.endpoints.iter().map(|&address| {
+                let ejected = live.state(backend, address).is_ejected();
+                ClusterEndpoint {
+                    address,
+                    cluster: name.clone(),
+                    health: if ejected { "UNHEALTHY" } else { "HEALTHY" }.to_owned(),
+                    outlier: if ejected { "FAILED" } else { "OK" }.to_owned(),
+                }
             }));
         self.clusters.push(Cluster {
             name,
@@ -189,6 +203,15 @@ impl Retries {
             retry_on: policy.retry_on.to_string(),
         }
     }
+}
+
+/// Every cluster of `model`: per Service, per port, the whole port then each subset.
+pub fn backends(model: &Model) -> impl Iterator<Item = &Backend> {
+    model.services().flat_map(|service| {
+        service.ports.iter().flat_map(|port| {
+            std::iter::once(port.backend.as_ref()).chain(port.subsets.values().map(AsRef::as_ref))
+        })
+    })
 }
 
 /// Istio's name for the Envoy cluster of a Service port or subset.

@@ -1,8 +1,10 @@
 //! The admin server (loopback: it can dump config) and the metrics server (for Prometheus and
 //! kubelet probes). One HTTP/1.1 server; the [`Scope`] decides which paths it answers.
-//! [`config_dump`] is the JSON `strait proxy-config` reads. `/` is the live dashboard, a page
+//! [`config_dump`] is the JSON `strait proxy-config` reads; [`clusters`] is Envoy's `/clusters`,
+//! the live state of each endpoint. `/` is the live dashboard, a page
 //! that reads `/stats/summary` (the telemetry's traffic summary) every second.
 
+pub mod clusters;
 pub mod config_dump;
 pub mod proxy_config;
 
@@ -25,10 +27,14 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use self::config_dump::ConfigDump;
+use self::{clusters::Clusters, config_dump::ConfigDump};
 use crate::{
     config::Model,
-    telemetry::{logging::LogLevels, Metrics},
+    telemetry::{
+        endpoints::{endpoint_rows, EndpointSource, Live},
+        logging::LogLevels,
+        Metrics,
+    },
 };
 
 /// Which endpoints a server exposes.
@@ -45,6 +51,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// The config being served, for `/config_dump`.
     pub model: watch::Receiver<Arc<Model>>,
+    /// The balancers and pools, for `/clusters` and the endpoints' health in `/config_dump`.
+    pub endpoints: Arc<dyn EndpointSource>,
     pub log_levels: LogLevels,
     /// Set once config is loaded, the listener bound and capture attached.
     pub ready: AtomicBool,
@@ -97,6 +105,7 @@ fn respond(state: &AdminState, scope: Scope, request: &Request<Incoming>) -> Res
             json(&state.metrics.traffic.summary(), "the traffic summary")
         }
         (Scope::Admin, "/config_dump") => config_dump(state),
+        (Scope::Admin, "/clusters") => clusters(state, request),
         (Scope::Admin, "/logging") => logging(state, request),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
@@ -106,7 +115,24 @@ fn respond(state: &AdminState, scope: Scope, request: &Request<Incoming>) -> Res
 const DASHBOARD_PAGE: &str = include_str!("dashboard.html");
 
 fn config_dump(state: &AdminState) -> Response<Full<Bytes>> {
-    json(&ConfigDump::of(&state.model.borrow()), "the config dump")
+    let live = Live::read(state.endpoints.as_ref());
+    json(
+        &ConfigDump::of(&state.model.borrow(), &live),
+        "the config dump",
+    )
+}
+
+/// Envoy's text form, or JSON with `?format=json`.
+fn clusters(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let model = state.model.borrow().clone();
+    let rows = endpoint_rows(&model, &Live::read(state.endpoints.as_ref()));
+    let clusters = Clusters::of(rows, std::time::SystemTime::now());
+    let query = request.uri().query().unwrap_or("");
+    if url_query(query).any(|pair| pair == ("format", "json")) {
+        json(&clusters, "the clusters")
+    } else {
+        text(StatusCode::OK, "text/plain", clusters.text())
+    }
 }
 
 fn json(value: &impl serde::Serialize, what: &str) -> Response<Full<Bytes>> {
@@ -144,7 +170,7 @@ fn logging(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Byt
     text(StatusCode::OK, "text/plain", current)
 }
 
-/// `key=value` pairs of a query (values are tracing directives: no escapes needed).
+/// `key=value` pairs of a query (values are tracing directives or `json`: no escapes needed).
 fn url_query(query: &str) -> impl Iterator<Item = (&str, &str)> {
     query.split('&').filter_map(|pair| pair.split_once('='))
 }

@@ -162,10 +162,14 @@ fn clusters(clusters: &[Cluster]) -> String {
 }
 
 fn endpoints(endpoints: &[ClusterEndpoint]) -> String {
-    let rows = endpoints
-        .iter()
-        .map(|e| vec![e.address.to_string(), e.cluster.clone()]);
-    table(&["ENDPOINT", "CLUSTER"], rows)
+    let rows = endpoints.iter().map(|e| {
+        let columns = [&e.health, &e.outlier, &e.cluster];
+        let address = e.address.to_string();
+        std::iter::once(address)
+            .chain(columns.map(Clone::clone))
+            .collect()
+    });
+    table(&["ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER"], rows)
 }
 
 /// Columns padded to their widest cell, two spaces apart, as istioctl prints them.

@@ -504,5 +504,16 @@ where
     }
 }
 
+/// What `/clusters` and the `strait_endpoint_*` metrics read.
+impl crate::telemetry::endpoints::EndpointSource for L7Proxy {
+    fn balanced(&self) -> Vec<crate::balance::EndpointStats> {
+        self.balancers.snapshot()
+    }
+
+    fn connections(&self, endpoint: SocketAddr) -> usize {
+        self.pool.connections(endpoint) + self.http1_pool.connections(endpoint)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! work, and the kernel's counters read from BPF maps at scrape time.
 
 pub mod access_log;
+pub mod endpoints;
 mod flags;
 #[cfg(test)]
 mod grafana_tests;

@@ -116,6 +116,12 @@ where
         }
     }
 
+    /// Connections open or opening to `endpoint`, idle or busy, for `/clusters`.
+    pub fn connections(&self, endpoint: SocketAddr) -> usize {
+        let endpoint = lock(&self.endpoints).get(&endpoint).cloned();
+        endpoint.map_or(0, |endpoint| lock(&endpoint.state).open)
+    }
+
     /// Drops the idle connections and waiting lines of endpoints that are no longer in the
     /// config; connections in use close when their requests end.
     pub fn retain_endpoints(&self, keep: impl Fn(&SocketAddr) -> bool) {

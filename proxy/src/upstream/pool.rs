@@ -208,6 +208,14 @@ where
         Ok(None)
     }
 
+    /// Connections open to `endpoint` (closed ones not yet pruned left out), for `/clusters`.
+    pub fn connections(&self, endpoint: SocketAddr) -> usize {
+        self.lock().get(&endpoint).map_or(0, |connections| {
+            let open = connections.open.iter();
+            open.filter(|c| !c.sender.is_closed()).count()
+        })
+    }
+
     /// Drops the connections of endpoints that are no longer in the config.
     pub fn retain_endpoints(&self, keep: impl Fn(&SocketAddr) -> bool) {
         self.lock().retain(|endpoint, _| keep(endpoint));
@@ -260,3 +268,6 @@ where
         used: Arc::default(),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,7 +41,7 @@ spec:
 
 fn dump() -> ConfigDump {
     let loaded = load_str(std::path::Path::new("test.yaml"), YAML);
-    ConfigDump::of(&Model::from_resources(&loaded.resources))
+    ConfigDump::of(&Model::from_resources(&loaded.resources), &Live::idle())
 }
 
 #[test]
@@ -129,4 +129,37 @@ fn json_round_trips_and_tables_align() {
             "{header}: {all}"
         );
     }
+}
+
+#[test]
+fn endpoints_carry_their_outlier_state() {
+    use crate::telemetry::endpoints::tests::{endpoint, greeter_with_an_ejection, WHOLE};
+
+    let (model, balanced) = greeter_with_an_ejection(3);
+    let dump = ConfigDump::of(&model, &Live::read(&balanced));
+    let table = render(&dump, Section::Endpoints, Output::Table);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "ENDPOINT        STATUS     OUTLIER CHECK  CLUSTER",
+            "10.0.0.1:50051  HEALTHY    OK             outbound|50051||greeter.default.svc.cluster.local",
+            "10.0.0.2:50051  HEALTHY    OK             outbound|50051||greeter.default.svc.cluster.local",
+            "10.0.0.3:50051  UNHEALTHY  FAILED         outbound|50051||greeter.default.svc.cluster.local",
+        ]
+    );
+    // The subset balances on its own: its endpoints were never ejected.
+    assert!(
+        lines[4..].iter().all(|l| l.contains("HEALTHY    OK")),
+        "{table}"
+    );
+
+    let json = render(&dump, Section::Endpoints, Output::Json);
+    let endpoints: Vec<ClusterEndpoint> = serde_json::from_str(&json).unwrap();
+    let failing = endpoints
+        .iter()
+        .find(|e| e.cluster == WHOLE && e.address == endpoint(3))
+        .expect("replica 3 in the port's cluster");
+    let health = (failing.health.as_str(), failing.outlier.as_str());
+    assert_eq!(health, ("UNHEALTHY", "FAILED"));
 }

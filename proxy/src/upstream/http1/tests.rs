@@ -81,6 +81,11 @@ async fn sequential_requests_reuse_one_connection() {
         one_request(&pool, &server, &Limits::default()).await;
     }
     assert_eq!(server.connections(), 1);
+    assert_eq!(
+        pool.connections(server.addr),
+        1,
+        "the idle one still counts"
+    );
 }
 
 #[tokio::test]
@@ -93,6 +98,9 @@ async fn concurrent_requests_get_a_connection_each() {
     request(&mut first).await;
     request(&mut second).await;
     assert_eq!(server.connections(), 2);
+    assert_eq!(pool.connections(server.addr), 2);
+    let elsewhere: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    assert_eq!(pool.connections(elsewhere), 0);
 }
 
 #[tokio::test]
