@@ -135,7 +135,7 @@ impl ConfigDump {
     }
 
     fn add_cluster(&mut self, backend: &Backend, live: &Live) {
-        let name = cluster_name(backend);
+        let name = backend.cluster_name();
         let policy = &backend.traffic_policy;
         let pool = &policy.connection_pool;
         self.endpoints
@@ -214,15 +214,10 @@ pub fn backends(model: &Model) -> impl Iterator<Item = &Backend> {
     })
 }
 
-/// Istio's name for the Envoy cluster of a Service port or subset.
-pub fn cluster_name(backend: &Backend) -> String {
-    backend.cluster_name()
-}
-
 fn target_cluster(target: &Target) -> Result<String, String> {
     target
         .backend()
-        .map(|backend| cluster_name(backend))
+        .map(|backend| backend.cluster_name())
         .map_err(ToString::to_string)
 }
 

@@ -20,7 +20,7 @@ use prometheus_client::{
 use tokio::sync::watch;
 
 use crate::{
-    admin::config_dump::{backends, cluster_name},
+    admin::config_dump::backends,
     balance::{BalanceKey, EndpointStats},
     config::{Backend, Model},
 };
@@ -117,7 +117,7 @@ pub struct EndpointRow {
 pub fn endpoint_rows(model: &Model, live: &Live) -> Vec<EndpointRow> {
     backends(model)
         .flat_map(|backend| {
-            let cluster = cluster_name(backend);
+            let cluster = backend.cluster_name();
             backend.endpoints.iter().map(move |&endpoint| EndpointRow {
                 cluster: cluster.clone(),
                 endpoint,
