@@ -6,6 +6,8 @@
 use std::{
     collections::HashMap,
     fs,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener},
     path::Path,
     time::{Duration, Instant},
 };
@@ -52,23 +54,47 @@ fn policy() -> String {
          spec:\n  hosts: [greeter]\n  http:\n{}  - name: ok\n{}---\n{}",
         rules.concat(),
         to("ok"),
-        refusing_service()
+        broken_services().expect("starting the broken HTTP/2 server")
     )
 }
 
-/// A Service whose one endpoint refuses connections.
-fn refusing_service() -> String {
-    let refused = free_local_addr();
+/// A gRPC Service `name` (cluster IP `vip`) whose one endpoint is `endpoint`.
+fn service_at(name: &str, vip: &str, endpoint: SocketAddr) -> String {
     let service = manifests::Service {
-        name: "refusing",
-        app: "refusing",
-        vip: "10.96.0.32:50051".parse().unwrap(),
+        name,
+        app: name,
+        vip: vip.parse().unwrap(),
         port_name: "grpc",
         app_protocol: None,
-        target_port: &refused.port(),
+        target_port: &endpoint.port(),
     };
-    let pod = manifests::pod("refusing-0", "refusing", refused.ip(), &[]);
+    let pod = manifests::pod(&format!("{name}-0"), name, endpoint.ip(), &[]);
     manifests::documents([service.yaml(), pod])
+}
+
+/// A Service whose one endpoint refuses connections, and one whose endpoint breaks HTTP/2.
+fn broken_services() -> Result<String> {
+    let refusing = service_at("refusing", "10.96.0.32:50051", free_local_addr());
+    let broken = service_at("broken", "10.96.0.33:50051", broken_http2_server()?);
+    Ok(refusing + "---\n" + &broken)
+}
+
+/// A server that answers the HTTP/2 preface with SETTINGS, then HEADERS on stream 0: a
+/// protocol error the client's side finds.
+fn broken_http2_server() -> Result<SocketAddr> {
+    const BROKEN: &[u8] = b"\0\0\0\x04\0\0\0\0\0\0\0\x01\x01\x04\0\0\0\0\x88";
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut preface = [0; 24];
+            if stream.read_exact(&mut preface).is_ok() {
+                let _ = stream.write_all(BROKEN);
+                let _ = stream.read_to_end(&mut Vec::new());
+            }
+        }
+    });
+    Ok(addr)
 }
 
 #[test]
@@ -118,8 +144,9 @@ fn every_response_flag_is_in_the_json_access_log() -> Result<()> {
     call("empty.default.svc.cluster.local:50051", "-", &plain)?;
     call("refusing.default.svc.cluster.local:50051", "-", &plain)?;
     call("nobody.default.svc.cluster.local:50051", "-", &plain)?;
+    call("broken.default.svc.cluster.local:50051", "-", &plain)?;
 
-    let lines = wait_for_lines(&log, 13)?;
+    let lines = wait_for_lines(&log, 14)?;
     let by_route = |route: &str| -> Vec<&Value> {
         lines.iter().filter(|l| l["route_name"] == route).collect()
     };
@@ -188,6 +215,11 @@ fn every_response_flag_is_in_the_json_access_log() -> Result<()> {
         "{refused}"
     );
     assert_eq!(refused["grpc_status"], 14);
+    expect(
+        by_authority("broken.default.svc.cluster.local:50051"),
+        "LR",
+        14,
+    );
     let unknown = by_authority("nobody.default.svc.cluster.local:50051");
     expect(unknown, "NR", 14);
     assert_eq!(unknown["route_name"], Value::Null);

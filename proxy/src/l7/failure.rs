@@ -61,6 +61,7 @@ impl Failure {
             Self::NoHealthyUpstream => ResponseFlags::NO_HEALTHY_UPSTREAM,
             Self::Connect(_) => ResponseFlags::UPSTREAM_CONNECT_FAILURE,
             Self::Overflow(_) => ResponseFlags::UPSTREAM_OVERFLOW,
+            Self::UpstreamReset(err) if local_reset(err) => ResponseFlags::LOCAL_RESET,
             Self::UpstreamReset(_) => ResponseFlags::UPSTREAM_RESET,
             Self::Timeout { .. } => ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
             // Envoy has no flag for it either (its response details say `upgrade_failed`).
@@ -125,6 +126,23 @@ impl Failure {
         };
         grpc::http_error(status, &message)
     }
+}
+
+/// Whether strait, not the endpoint, ended the exchange: the endpoint's answer broke HTTP/2 (a
+/// protocol error its h2 library found) or was no HTTP/1.1 message. Envoy's LR ("invalid
+/// messaging from upstream" among its local resets).
+fn local_reset(err: &hyper::Error) -> bool {
+    if err.is_parse() {
+        return true;
+    }
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.is_library();
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Whether the endpoint never saw the request: it refused the stream (REFUSED_STREAM, or a

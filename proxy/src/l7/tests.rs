@@ -71,6 +71,34 @@ impl Upstream {
         }
     }
 
+    /// An endpoint that answers the HTTP/2 preface with `frames` as they are, whatever they say:
+    /// a broken server, for what strait does with what it cannot accept.
+    async fn speaking(frames: &'static [u8]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut preface = [0; 24];
+                    if stream.read_exact(&mut preface).await.is_ok() {
+                        let _ = stream.write_all(frames).await;
+                        // Held open: the client, not a close, ends it.
+                        let _ = stream.read_to_end(&mut Vec::new()).await;
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            requests: Arc::default(),
+            connections,
+        }
+    }
+
     /// An endpoint that refuses every stream (RST_STREAM REFUSED_STREAM), as a server does
     /// past its concurrency limit or while shutting down: the request was never processed.
     async fn refusing() -> Self {
@@ -361,6 +389,24 @@ async fn a_reset_before_the_response_is_unavailable_upstream_reset() {
     assert_eq!(
         proxy.count(&["grpc_response_status=\"14\"", "response_flags=\"UR\""]),
         1
+    );
+}
+
+/// An endpoint that breaks HTTP/2 (here, HEADERS on stream 0) is one strait gives up on
+/// itself: Envoy's LR, local reset, not UR.
+#[tokio::test]
+async fn a_protocol_error_from_the_endpoint_is_a_local_reset() {
+    // A valid SETTINGS, then a HEADERS frame (type 1, END_HEADERS) on stream 0.
+    const BROKEN: &[u8] = b"\0\0\0\x04\0\0\0\0\0\0\0\x01\x01\x04\0\0\0\0\x88";
+    let broken = Upstream::speaking(BROKEN).await;
+    let proxy = Proxy::start(&[&broken], "").await;
+    let response = proxy.call(&[]).await;
+    assert_eq!(response.headers()["grpc-status"], "14", "{response:?}");
+    assert_eq!(
+        proxy.count(&["grpc_response_status=\"14\"", "response_flags=\"LR\""]),
+        1,
+        "{:?}",
+        proxy.requests_total()
     );
 }
 

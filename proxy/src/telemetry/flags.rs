@@ -31,12 +31,15 @@ impl ResponseFlags {
     pub const DELAY_INJECTED: Self = Self(1 << 8);
     /// The route's fault injection aborted the request.
     pub const FAULT_INJECTED: Self = Self(1 << 9);
+    /// strait gave up on the upstream stream itself: the endpoint broke the protocol.
+    pub const LOCAL_RESET: Self = Self(1 << 10);
 
     /// In Envoy's order (its `ResponseFlagUtils` table).
-    const NAMES: [(Self, &'static str); 10] = [
+    const NAMES: [(Self, &'static str); 11] = [
         (Self::NO_HEALTHY_UPSTREAM, "UH"),
         (Self::UPSTREAM_REQUEST_TIMEOUT, "UT"),
         (Self::UPSTREAM_RESET, "UR"),
+        (Self::LOCAL_RESET, "LR"),
         (Self::UPSTREAM_CONNECT_FAILURE, "UF"),
         (Self::UPSTREAM_OVERFLOW, "UO"),
         (Self::NO_ROUTE, "NR"),
