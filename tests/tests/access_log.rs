@@ -79,22 +79,36 @@ fn broken_services() -> Result<String> {
     Ok(refusing + "---\n" + &broken)
 }
 
-/// A server that answers the HTTP/2 preface with SETTINGS, then HEADERS on stream 0: a
-/// protocol error the client's side finds.
+/// A server that, once a request's HEADERS arrived, answers with SETTINGS and then HEADERS on
+/// stream 0: a protocol error the client's side finds while the request is open.
 fn broken_http2_server() -> Result<SocketAddr> {
     const BROKEN: &[u8] = b"\0\0\0\x04\0\0\0\0\0\0\0\x01\x01\x04\0\0\0\0\x88";
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
-            let mut preface = [0; 24];
-            if stream.read_exact(&mut preface).is_ok() {
+            if until_request_headers(&mut stream).is_ok() {
                 let _ = stream.write_all(BROKEN);
                 let _ = stream.read_to_end(&mut Vec::new());
             }
         }
     });
     Ok(addr)
+}
+
+/// Reads the client preface and frames up to the first HEADERS frame (type 1).
+fn until_request_headers(stream: &mut impl Read) -> std::io::Result<()> {
+    let mut preface = [0; 24];
+    stream.read_exact(&mut preface)?;
+    loop {
+        let mut head = [0; 9];
+        stream.read_exact(&mut head)?;
+        let length = u64::from(u32::from_be_bytes([0, head[0], head[1], head[2]]));
+        std::io::copy(&mut stream.take(length), &mut std::io::sink())?;
+        if head[3] == 1 {
+            return Ok(());
+        }
+    }
 }
 
 #[test]

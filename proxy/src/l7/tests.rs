@@ -18,7 +18,10 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::{net::TcpListener, sync::mpsc};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -71,8 +74,8 @@ impl Upstream {
         }
     }
 
-    /// An endpoint that answers the HTTP/2 preface with `frames` as they are, whatever they say:
-    /// a broken server, for what strait does with what it cannot accept.
+    /// An endpoint that answers a request's HEADERS with `frames` as they are, whatever they
+    /// say: a broken server, for what strait does with what it cannot accept.
     async fn speaking(frames: &'static [u8]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -83,8 +86,7 @@ impl Upstream {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut preface = [0; 24];
-                    if stream.read_exact(&mut preface).await.is_ok() {
+                    if until_request_headers(&mut stream).await.is_ok() {
                         let _ = stream.write_all(frames).await;
                         // Held open: the client, not a close, ends it.
                         let _ = stream.read_to_end(&mut Vec::new()).await;
@@ -132,6 +134,23 @@ impl Upstream {
 
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads the client preface and frames up to the first HEADERS frame (type 1): the request is
+/// open.
+async fn until_request_headers(stream: &mut TcpStream) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut preface = [0; 24];
+    stream.read_exact(&mut preface).await?;
+    loop {
+        let mut head = [0; 9];
+        stream.read_exact(&mut head).await?;
+        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        stream.read_exact(&mut vec![0; length]).await?;
+        if head[3] == 1 {
+            return Ok(());
+        }
     }
 }
 
