@@ -251,7 +251,7 @@ impl L7Proxy {
         let (parts, body) = request.into_parts();
         let target = attempt::Destination::of(backend, &parts, client);
         let (replay, mut body) = Replay::start(body);
-        record.receiving(replay.received());
+        record.receiving(|| replay.received());
         self.mirror(&route.mirrors, &parts, &replay, client, deadline);
         let mut tries = Tries::new(&route.retries, deadline);
         loop {

@@ -107,10 +107,11 @@ impl Record {
         }
     }
 
-    /// Counts the request body bytes as `received` counts them.
-    pub fn receiving(&mut self, received: Arc<AtomicU64>) {
+    /// Counts the request body bytes as the counter `received` gives counts them; asked for
+    /// only when there is a line to fill.
+    pub fn receiving(&mut self, received: impl FnOnce() -> Arc<AtomicU64>) {
         if let Some(log) = &mut self.log {
-            log.received = Some(received);
+            log.received = Some(received());
         }
     }
 
