@@ -27,8 +27,7 @@ use crate::{
     route::{self, ConnectionRoute, TcpRoute},
     telemetry::{
         access_log::{AccessEntry, AccessLog},
-        traffic::SourceWorkload,
-        ResponseFlags, TcpLabels, TcpMetrics,
+        Peer, Peers, ResponseFlags, TcpLabels, TcpMetrics,
     },
     upstream,
 };
@@ -150,10 +149,22 @@ impl Outbound {
     ) {
         let started = Instant::now();
         let began = SystemTime::now();
-        let source = SourceWorkload::of(self.model.borrow().source(client_addr.ip()));
-        let labels = |flags| TcpLabels::new(&source, &route.service_name, &route.namespace, flags);
+        let connected = self.connect(&route).await;
+        // Counted once the endpoint is known, so that opened and closed carry the same peers.
+        let peers = {
+            let model = self.model.borrow();
+            Peers {
+                source: Peer::of(model.source(client_addr.ip())),
+                destination: match &connected {
+                    Ok((_, endpoint)) => Peer::of(model.source(endpoint.ip())),
+                    Err(_) => Peer::unknown(),
+                },
+            }
+        };
+        let labels =
+            |flags| TcpLabels::new(peers.clone(), &route.service_name, &route.namespace, flags);
         self.metrics.connection_opened(&labels(ResponseFlags::NONE));
-        let (flags, relayed, upstream_host) = match self.connect(&route).await {
+        let (flags, relayed, upstream_host) = match connected {
             Err(flags) => (flags, None, None),
             Ok((mut upstream, endpoint)) => {
                 debug!(client = %client_addr, %endpoint, service = %route.service_name, "relaying");

@@ -36,6 +36,7 @@ mod fields;
 mod files;
 pub mod gateway;
 mod hosts;
+mod identity;
 mod kinds;
 mod load;
 mod model;
@@ -56,6 +57,7 @@ pub use self::{
     hosts::{
         canonical_host, cluster_name, fqdn, split_authority, Host, ServiceName, CLUSTER_DOMAIN,
     },
+    identity::WorkloadIdentity,
     kinds::Kind,
     load::{load, load_str, LoadError, Loaded},
     model::{Backend, Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},

@@ -59,9 +59,7 @@ use crate::{
         route::{HttpRoute, RequestHead, RouteDestination, Source},
         Backend, GrpcCodes, Model, ServicePortRef, TryOutcome,
     },
-    telemetry::{
-        access_log::AccessLog, requests::RequestMetrics, traffic::SourceWorkload, ResponseFlags,
-    },
+    telemetry::{access_log::AccessLog, requests::RequestMetrics, Peer, ResponseFlags},
     upstream::{http1::Pool as Http1Pool, pool::Pool, Lease},
 };
 
@@ -204,7 +202,7 @@ impl L7Proxy {
         record: &mut Record,
     ) -> Result<Routed<'m>, Failure> {
         let source = model.source(client.ip());
-        record.outcome.source = SourceWorkload::of(source);
+        record.outcome.peers.source = Peer::of(source);
         let (route, port) = find_route(model, destination, source, request, record)?;
         record.route(&route.route_name);
         let deadline = deadline::deadline(Instant::now(), route.timeout, request.headers());
@@ -251,7 +249,7 @@ impl L7Proxy {
         let (parts, body) = request.into_parts();
         let target = attempt::Destination::of(backend, &parts, client);
         let (replay, mut body) = Replay::start(body);
-        record.receiving(|| replay.received());
+        record.receiving(replay.received());
         self.mirror(&route.mirrors, &parts, &replay, client, deadline);
         let mut tries = Tries::new(&route.retries, deadline);
         loop {
@@ -274,6 +272,13 @@ impl L7Proxy {
             let next = outcome.and_then(|o| tries.retry(o, &replay, &active, max_retries));
             let Some(next) = next else {
                 replay.last_try();
+                let last_endpoint = match &result {
+                    Ok(answered) => Some(answered.pick.endpoint()),
+                    Err((_, endpoint)) => *endpoint,
+                };
+                if let Some(endpoint) = last_endpoint {
+                    record.outcome.peers.destination = Peer::of(model.source(endpoint.ip()));
+                }
                 if tries.exhausted(outcome) {
                     record.outcome.flags |= ResponseFlags::RETRY_LIMIT_EXCEEDED;
                 }

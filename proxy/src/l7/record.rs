@@ -19,8 +19,7 @@ use crate::{
     telemetry::{
         access_log::{AccessEntry, AccessLog},
         requests::{RequestMetrics, RequestOutcome},
-        traffic::SourceWorkload,
-        ResponseFlags,
+        Peer, Peers, ResponseFlags,
     },
 };
 
@@ -31,6 +30,8 @@ pub(super) struct Record {
     /// Whether the response reached its end; a response dropped before that was cut by the
     /// client (Envoy's DC, downstream connection termination).
     pub ended: bool,
+    /// Request body bytes read from the client so far, once the body is being read.
+    received: Option<Arc<AtomicU64>>,
     /// The access log line being filled, when the log is on. Boxed: most of it is strings, and
     /// a record travels with its response.
     log: Option<Box<Logged>>,
@@ -39,8 +40,6 @@ pub(super) struct Record {
 struct Logged {
     sink: AccessLog,
     entry: AccessEntry,
-    /// Request body bytes read from the client so far.
-    received: Option<Arc<AtomicU64>>,
 }
 
 impl Record {
@@ -50,14 +49,17 @@ impl Record {
             metrics,
             started: Instant::now(),
             outcome: RequestOutcome {
-                source: SourceWorkload::unknown(),
+                peers: Peers::source_only(Peer::unknown()),
                 service: None,
                 grpc,
                 response_code: 0,
                 grpc_status: None,
                 flags: ResponseFlags::NONE,
+                request_bytes: 0,
+                response_bytes: 0,
             },
             ended: false,
+            received: None,
             log: None,
         }
     }
@@ -74,7 +76,6 @@ impl Record {
             Box::new(Logged {
                 sink: sink.clone(),
                 entry: entry_of(request, client),
-                received: None,
             })
         });
         record
@@ -107,19 +108,14 @@ impl Record {
         }
     }
 
-    /// Counts the request body bytes as the counter `received` gives counts them; asked for
-    /// only when there is a line to fill.
-    pub fn receiving(&mut self, received: impl FnOnce() -> Arc<AtomicU64>) {
-        if let Some(log) = &mut self.log {
-            log.received = Some(received());
-        }
+    /// Counts the request body bytes as `received` counts them.
+    pub fn receiving(&mut self, received: Arc<AtomicU64>) {
+        self.received = Some(received);
     }
 
     /// Response body bytes on their way to the client.
     pub fn sent(&mut self, bytes: usize) {
-        if let Some(log) = &mut self.log {
-            log.entry.bytes_sent += bytes as u64;
-        }
+        self.outcome.response_bytes += bytes as u64;
     }
 }
 
@@ -129,18 +125,19 @@ impl Drop for Record {
             self.outcome.flags |= ResponseFlags::DOWNSTREAM_TERMINATION;
         }
         let duration = self.started.elapsed();
+        if let Some(received) = &self.received {
+            self.outcome.request_bytes = received.load(Ordering::Relaxed);
+        }
         self.metrics.record(&self.outcome, duration);
         if let Some(log) = self.log.take() {
-            let Logged {
-                sink,
-                mut entry,
-                received,
-            } = *log;
-            entry.response_code = self.outcome.response_code;
-            entry.grpc_status = self.outcome.grpc_status;
-            entry.response_flags = self.outcome.flags;
+            let Logged { sink, mut entry } = *log;
+            let outcome = &self.outcome;
+            entry.response_code = outcome.response_code;
+            entry.grpc_status = outcome.grpc_status;
+            entry.response_flags = outcome.flags;
             entry.duration = duration;
-            entry.bytes_received = received.map_or(0, |r| r.load(Ordering::Relaxed));
+            entry.bytes_received = outcome.request_bytes;
+            entry.bytes_sent = outcome.response_bytes;
             sink.log(entry);
         }
     }

@@ -6,7 +6,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{
-    kernel, reloads::ReloadCollector, requests::RequestOutcome, traffic::SourceWorkload, Metrics,
+    kernel, reloads::ReloadCollector, requests::RequestOutcome, Metrics, Peer, Peers,
     ResponseFlags, TcpLabels,
 };
 
@@ -20,16 +20,18 @@ fn exported_series() -> BTreeSet<String> {
     let mut metrics = Metrics::new();
     metrics.register_collector(Box::new(ReloadCollector(Arc::default())));
     let outcome = RequestOutcome {
-        source: SourceWorkload::unknown(),
+        peers: Peers::source_only(Peer::unknown()),
         service: Some(("api".into(), "default".into())),
         grpc: true,
         response_code: 200,
         grpc_status: Some(0),
         flags: ResponseFlags::NONE,
+        request_bytes: 12,
+        response_bytes: 34,
     };
     metrics.requests.record(&outcome, Duration::from_millis(3));
     let labels = TcpLabels::new(
-        &SourceWorkload::unknown(),
+        Peers::source_only(Peer::unknown()),
         "db",
         "default",
         ResponseFlags::NONE,

@@ -8,12 +8,16 @@ mod flags;
 mod grafana_tests;
 pub mod kernel;
 pub mod logging;
+mod peers;
 pub mod process;
 pub mod reloads;
 pub mod requests;
 pub mod traffic;
 
-pub use flags::ResponseFlags;
+pub use self::{
+    flags::ResponseFlags,
+    peers::{Peer, Peers},
+};
 
 use std::{sync::Arc, time::Duration};
 
@@ -23,7 +27,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use self::traffic::{Edge, Outcome, SourceWorkload, Traffic};
+use self::traffic::{Edge, Outcome, Traffic};
 
 /// Istio's `reporter` label: strait reports from the client's side of the connection.
 pub const REPORTER: &str = "source";
@@ -32,34 +36,34 @@ pub const REPORTER: &str = "source";
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TcpLabels {
     pub reporter: &'static str,
-    pub source_workload: String,
-    pub source_workload_namespace: String,
     pub destination_service: String,
     pub destination_service_name: String,
     pub destination_service_namespace: String,
     pub request_protocol: &'static str,
     pub response_flags: ResponseFlags,
     pub connection_security_policy: &'static str,
+    /// Last: a flattened set takes the encoder with it.
+    #[prometheus(flatten)]
+    pub peers: Peers,
 }
 
 impl TcpLabels {
-    /// A connection from `source` to the Service `service_name` in `namespace`.
+    /// A connection between `peers` for the Service `service_name` in `namespace`.
     pub fn new(
-        source: &SourceWorkload,
+        peers: Peers,
         service_name: &str,
         namespace: &str,
         response_flags: ResponseFlags,
     ) -> Self {
         Self {
             reporter: REPORTER,
-            source_workload: source.workload.clone(),
-            source_workload_namespace: source.namespace.clone(),
             destination_service: crate::config::fqdn(service_name, namespace),
             destination_service_name: service_name.to_string(),
             destination_service_namespace: namespace.to_string(),
             request_protocol: "tcp",
             response_flags,
             connection_security_policy: "none",
+            peers,
         }
     }
 }
@@ -105,10 +109,7 @@ impl TcpMetrics {
             self.sent_bytes.get_or_create(labels).inc_by(to_client);
         }
         let edge = Edge {
-            source: SourceWorkload {
-                workload: labels.source_workload.clone(),
-                namespace: labels.source_workload_namespace.clone(),
-            },
+            source: labels.peers.source.clone(),
             destination_service: labels.destination_service.clone(),
             protocol: labels.request_protocol,
         };

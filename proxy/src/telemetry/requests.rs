@@ -1,5 +1,6 @@
-//! Istio's request metrics for the L7 path: `istio_requests_total` and
-//! `istio_request_duration_milliseconds`, one sample per request when its response ends.
+//! Istio's request metrics for the L7 path: `istio_requests_total`,
+//! `istio_request_duration_milliseconds`, `istio_request_bytes` and `istio_response_bytes`, one
+//! sample per request when its response ends.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,8 +11,8 @@ use prometheus_client::{
 };
 
 use super::{
-    traffic::{Edge, Outcome, SourceWorkload, Traffic},
-    ResponseFlags, REPORTER,
+    traffic::{Edge, Outcome, Traffic},
+    Peers, ResponseFlags, REPORTER,
 };
 
 /// Istio's default duration buckets, in milliseconds, so its dashboards' quantiles line up.
@@ -20,13 +21,12 @@ pub(super) const DURATION_BUCKETS_MS: [f64; 19] = [
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
+/// Istio's size buckets, in bytes: 1 to 10^8 by powers of ten.
+const SIZE_BUCKETS: [f64; 9] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub reporter: &'static str,
-    /// The client's workload (see [`Source::workload`](crate::config::route::Source)), or
-    /// `unknown` when its address is no Pod or WorkloadEntry strait knows.
-    pub source_workload: String,
-    pub source_workload_namespace: String,
     pub destination_service: String,
     pub destination_service_name: String,
     pub destination_service_namespace: String,
@@ -37,13 +37,19 @@ pub struct RequestLabels {
     pub grpc_response_status: String,
     pub response_flags: ResponseFlags,
     pub connection_security_policy: &'static str,
+    /// The client's workload and the endpoint's, `unknown` where the address is no Pod or
+    /// WorkloadEntry strait knows. Last: a flattened set takes the encoder with it.
+    #[prometheus(flatten)]
+    pub peers: Peers,
 }
 
-type DurationHistogram = Family<RequestLabels, Histogram, fn() -> Histogram>;
+type RequestHistogram = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 pub struct RequestMetrics {
     requests: Family<RequestLabels, Counter>,
-    duration_ms: DurationHistogram,
+    duration_ms: RequestHistogram,
+    request_bytes: RequestHistogram,
+    response_bytes: RequestHistogram,
     traffic: Arc<Traffic>,
 }
 
@@ -53,6 +59,8 @@ impl RequestMetrics {
         let metrics = Self {
             requests: Family::default(),
             duration_ms: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS_MS)),
+            request_bytes: Family::new_with_constructor(|| Histogram::new(SIZE_BUCKETS)),
+            response_bytes: Family::new_with_constructor(|| Histogram::new(SIZE_BUCKETS)),
             traffic,
         };
         registry.register("istio_requests", "Requests", metrics.requests.clone());
@@ -60,6 +68,16 @@ impl RequestMetrics {
             "istio_request_duration_milliseconds",
             "Request duration, from the request to the end of the response",
             metrics.duration_ms.clone(),
+        );
+        registry.register(
+            "istio_request_bytes",
+            "Request body sizes",
+            metrics.request_bytes.clone(),
+        );
+        registry.register(
+            "istio_response_bytes",
+            "Response body sizes",
+            metrics.response_bytes.clone(),
         );
         metrics
     }
@@ -70,8 +88,14 @@ impl RequestMetrics {
         self.duration_ms
             .get_or_create(&labels)
             .observe(duration.as_secs_f64() * 1000.0);
+        self.request_bytes
+            .get_or_create(&labels)
+            .observe(outcome.request_bytes as f64);
+        self.response_bytes
+            .get_or_create(&labels)
+            .observe(outcome.response_bytes as f64);
         let edge = Edge {
-            source: outcome.source.clone(),
+            source: outcome.peers.source.clone(),
             destination_service: labels.destination_service,
             protocol: labels.request_protocol,
         };
@@ -83,13 +107,17 @@ impl RequestMetrics {
 /// What is known of a request when it ends.
 #[derive(Clone, Debug)]
 pub struct RequestOutcome {
-    pub source: SourceWorkload,
+    pub peers: Peers,
     /// `None` when the request matched no Service.
     pub service: Option<(String, String)>,
     pub grpc: bool,
     pub response_code: u16,
     pub grpc_status: Option<u16>,
     pub flags: ResponseFlags,
+    /// Body bytes read from the client.
+    pub request_bytes: u64,
+    /// Body bytes sent to the client.
+    pub response_bytes: u64,
 }
 
 impl RequestOutcome {
@@ -112,8 +140,6 @@ impl RequestOutcome {
         };
         RequestLabels {
             reporter: REPORTER,
-            source_workload: self.source.workload.clone(),
-            source_workload_namespace: self.source.namespace.clone(),
             destination_service,
             destination_service_name: name,
             destination_service_namespace: namespace,
@@ -122,6 +148,7 @@ impl RequestOutcome {
             grpc_response_status: self.grpc_status.map(|s| s.to_string()).unwrap_or_default(),
             response_flags: self.flags,
             connection_security_policy: "none",
+            peers: self.peers.clone(),
         }
     }
 }

@@ -19,46 +19,18 @@ use std::{
 use serde::Serialize;
 
 use self::histogram::LatencyHistogram;
-use super::ResponseFlags;
-use crate::config::route::Source;
+use super::{Peer, ResponseFlags};
 
 /// The rates and latencies cover this many complete seconds.
 pub const WINDOW_SECS: u64 = 10;
 /// The window's seconds and the one being filled.
 const SLOTS: usize = WINDOW_SECS as usize + 1;
 
-/// The workload a request came from (Istio's `source_workload` and its namespace).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceWorkload {
-    pub workload: String,
-    pub namespace: String,
-}
-
-impl SourceWorkload {
-    /// What Istio reports when the client's pod is not known.
-    pub fn unknown() -> Self {
-        Self {
-            workload: "unknown".into(),
-            namespace: "unknown".into(),
-        }
-    }
-
-    /// The client workload `source` (see [`Source::workload`]), or unknown.
-    pub fn of(source: Option<&Source>) -> Self {
-        match source {
-            Some(source) => Self {
-                workload: source.workload().to_owned(),
-                namespace: source.namespace.clone(),
-            },
-            None => Self::unknown(),
-        }
-    }
-}
-
 /// Who called which Service, and how.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Edge {
-    pub source: SourceWorkload,
+    /// The client's workload.
+    pub source: Peer,
     /// `name.ns.svc.cluster.local`, as in `destination_service`.
     pub destination_service: String,
     /// `grpc`, `http` or `tcp`, as in `request_protocol`.
@@ -288,8 +260,8 @@ impl Summary {
         let edges = tallies
             .into_iter()
             .map(|(edge, total, window)| EdgeSummary {
-                source_workload: edge.source.workload,
-                source_workload_namespace: edge.source.namespace,
+                source_workload: edge.source.workload.clone(),
+                source_workload_namespace: edge.source.namespace.clone(),
                 destination_service: edge.destination_service,
                 request_protocol: edge.protocol,
                 stats: Stats::of(&total, &window, seconds),

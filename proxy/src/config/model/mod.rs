@@ -393,10 +393,12 @@ fn sources(resources: &Resources) -> HashMap<IpAddr, route::Source> {
     let mut sources = HashMap::new();
     for (workload, ip) in pods.chain(entries) {
         let Some(ip) = ip else { continue };
-        sources.entry(ip).or_insert_with(|| route::Source {
-            name: workload.source().name().to_owned(),
-            namespace: workload.namespace().to_owned(),
-            labels: workload.labels().clone(),
+        sources.entry(ip).or_insert_with(|| {
+            route::Source::new(
+                workload.source().name().to_owned(),
+                workload.namespace().to_owned(),
+                workload.labels().clone(),
+            )
         });
     }
     sources

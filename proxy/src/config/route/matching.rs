@@ -13,11 +13,14 @@
 //!
 //! A regex matches the whole value (see [`MatchRegex`](crate::config::resources::MatchRegex)).
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, sync::Arc};
 
 use http::{header, request, HeaderMap, HeaderName, Method, Request, Uri};
 
-use crate::config::resources::{HttpMatch, Labels, StringMatch};
+use crate::config::{
+    resources::{HttpMatch, Labels, StringMatch},
+    WorkloadIdentity,
+};
 
 /// One HTTPMatchRequest.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,27 +45,19 @@ pub struct Source {
     pub name: String,
     pub namespace: String,
     pub labels: Labels,
+    /// As telemetry names it; shared, as every request from the workload carries it.
+    pub identity: Arc<WorkloadIdentity>,
 }
 
 impl Source {
-    /// The workload's name in telemetry (Istio's `source_workload`): its canonical service
-    /// name as Istio derives it from labels (`service.istio.io/canonical-name`, else
-    /// `app.kubernetes.io/name`, else `app`), else its own name. strait sees Pods, not the
-    /// Deployments that own them.
-    pub fn workload(&self) -> &str {
-        [
-            "service.istio.io/canonical-name",
-            "app.kubernetes.io/name",
-            "app",
-        ]
-        .iter()
-        .find_map(|key| self.labels.get(*key))
-        .unwrap_or(&self.name)
-    }
-
-    /// Istio's `source_app` and `source_version`: the `app` and `version` labels.
-    pub fn label(&self, key: &str) -> &str {
-        self.labels.get(key).map_or("unknown", String::as_str)
+    pub fn new(name: String, namespace: String, labels: Labels) -> Self {
+        let identity = Arc::new(WorkloadIdentity::of(&name, &namespace, &labels));
+        Self {
+            name,
+            namespace,
+            labels,
+            identity,
+        }
     }
 }
 

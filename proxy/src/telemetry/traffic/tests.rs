@@ -1,11 +1,18 @@
 use super::*;
+use crate::{config::route::Source, telemetry::Peers};
+
+/// The workload of a Pod with no labels: named after the Pod.
+fn workload(name: &str) -> Peer {
+    Peer::of(Some(&Source::new(
+        name.into(),
+        "default".into(),
+        Default::default(),
+    )))
+}
 
 fn edge(source: &str, service: &str) -> Edge {
     Edge {
-        source: SourceWorkload {
-            workload: source.into(),
-            namespace: "default".into(),
-        },
+        source: workload(source),
         destination_service: format!("{service}.default.svc.cluster.local"),
         protocol: "grpc",
     }
@@ -194,21 +201,20 @@ fn the_summary_is_json_with_istio_label_names() {
 fn the_request_and_tcp_metrics_feed_the_summary() {
     use crate::telemetry::{requests::RequestOutcome, Metrics, TcpLabels};
     let metrics = Metrics::new();
-    let frontend = SourceWorkload {
-        workload: "frontend".into(),
-        namespace: "shop".into(),
-    };
+    let frontend = Peers::source_only(workload("frontend"));
     let outcome = RequestOutcome {
-        source: frontend.clone(),
+        peers: frontend.clone(),
         service: Some(("web".into(), "shop".into())),
         grpc: false,
         response_code: 503,
         grpc_status: None,
         flags: ResponseFlags::NO_HEALTHY_UPSTREAM,
+        request_bytes: 12,
+        response_bytes: 34,
     };
     metrics.requests.record(&outcome, Duration::from_millis(2));
     let refused = TcpLabels::new(
-        &frontend,
+        frontend,
         "db",
         "shop",
         ResponseFlags::UPSTREAM_CONNECT_FAILURE,
@@ -247,34 +253,4 @@ fn the_request_and_tcp_metrics_feed_the_summary() {
         "{:?}",
         summary.edges
     );
-}
-
-/// A client's workload is named as Istio names canonical services: by label, else the Pod.
-#[test]
-fn a_source_workload_by_its_labels_else_its_name() {
-    use crate::config::route::Source;
-    let pod = |labels: &[(&str, &str)]| Source {
-        name: "web-7d9f-x2k".into(),
-        namespace: "shop".into(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
-    let named = |source: &Source| SourceWorkload::of(Some(source)).workload;
-    assert_eq!(named(&pod(&[])), "web-7d9f-x2k");
-    assert_eq!(named(&pod(&[("app", "web")])), "web");
-    assert_eq!(
-        named(&pod(&[
-            ("app", "web"),
-            ("app.kubernetes.io/name", "storefront")
-        ])),
-        "storefront"
-    );
-    let canonical = [
-        ("app", "web"),
-        ("service.istio.io/canonical-name", "shopfront"),
-    ];
-    assert_eq!(named(&pod(&canonical)), "shopfront");
-    assert_eq!(SourceWorkload::of(None), SourceWorkload::unknown());
 }
