@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{ensure, Context, Result};
 
-use crate::lab::ChildProcess;
+use crate::lab::{ChildProcess, NodeNamespace};
 
 /// How long the page's timers may run (virtual time: fetches still take real time).
 const SCRIPT_TIME_MS: u32 = 3000;
@@ -21,6 +21,8 @@ pub struct Chromium {
     binary: PathBuf,
     /// Profiles, one per run, removed with it.
     scratch: PathBuf,
+    /// Where it runs: a lab node's namespace, else the caller's.
+    netns: Option<NodeNamespace>,
 }
 
 impl Chromium {
@@ -31,7 +33,17 @@ impl Chromium {
             .map(|dir| dir.join("chromium"))
             .find(|path| path.is_file())?;
         let scratch = env::temp_dir().join(format!("strait-chromium-{}", std::process::id()));
-        Some(Chromium { binary, scratch })
+        Some(Chromium {
+            binary,
+            scratch,
+            netns: None,
+        })
+    }
+
+    /// Runs it in a lab node's namespace, where strait's admin server listens.
+    pub fn in_namespace(mut self, netns: NodeNamespace) -> Self {
+        self.netns = Some(netns);
+        self
     }
 
     /// The DOM of `url` once its scripts ran for a while.
@@ -62,7 +74,10 @@ impl Chromium {
         let profile = self.scratch.join(what);
         let _ = fs::remove_dir_all(&profile);
         fs::create_dir_all(&profile)?;
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = match &self.netns {
+            Some(netns) => netns.command(&self.binary),
+            None => Command::new(&self.binary),
+        };
         cmd.args([
             "--headless",
             "--no-sandbox",

@@ -9,9 +9,10 @@
 //! `python/`) that the L7 tests run, in the lab or on loopback; [`web`] is its plain HTTP
 //! counterpart (HTTP/1.1 and HTTP/2 echo servers). [`manifests`] writes the Services and Pods
 //! the tests configure strait with; [`h2load`] drives gRPC load with nghttp2's h2load;
-//! [`browser`] runs headless Chromium for the dashboard test.
+//! [`browser`] runs headless Chromium, which [`dashboard`] points at strait's admin dashboard.
 
 pub mod browser;
+pub mod dashboard;
 pub mod greeter;
 pub mod h2load;
 pub mod lab;

@@ -10,10 +10,11 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use strait_tests::{
     browser::Chromium,
+    dashboard::{self, SETTLE},
     greeter::{self, loopback::Loopback, CallOptions, FailIn, Implementation},
     lab::{self, skip_or_fail, wait_until},
 };
@@ -21,13 +22,10 @@ use tonic::Code;
 
 const GREETER: &str = "greeter.default.svc.cluster.local";
 const EMPTY: &str = "empty.default.svc.cluster.local";
-/// Until the summary strait serves shows what a test expects.
-const SETTLE: Duration = Duration::from_secs(10);
 
 fn summary(lo: &Loopback) -> Result<Value> {
-    let (code, body) = lab::http_get_local(&format!("http://{}/stats/summary", lo.strait.admin))?;
-    ensure!(code == 200, "/stats/summary answered {code}: {body}");
-    Ok(serde_json::from_str(&body)?)
+    let get = |url: &str| lab::http_get_local(url);
+    dashboard::summary(&get, &lo.strait.admin.to_string())
 }
 
 /// The edge from the client to `service`. The client calls from 127.0.0.1, where the config has
@@ -124,53 +122,26 @@ fn the_dashboard_page_shows_live_numbers_in_chromium() -> Result<()> {
     thread::scope(|scope| {
         let caller = scope.spawn(|| keep_calling(lo.strait.outbound, &stop));
         let traffic = Traffic { stop: &stop };
-        let page = format!("http://{}/", lo.strait.admin);
-        let checked = check_page(&lo, &chromium, &page);
+        let checked = check_page(&lo, &chromium);
         drop(traffic);
         caller.join().expect("the calling thread")?;
         checked
     })
 }
 
-fn check_page(lo: &Loopback, chromium: &Chromium, page: &str) -> Result<()> {
-    // A rate needs a complete second of calls: wait until the summary has one.
-    let live = wait_until(SETTLE, || {
-        summary(lo).is_ok_and(|s| {
-            edge(&s, GREETER).is_some_and(|e| e["request_rate"].as_f64() > Some(0.0))
-        })
-    });
-    ensure!(live, "no request rate in the summary: {:#}", summary(lo)?);
-
-    let dom = chromium.dump_dom(page)?;
-    let rate = rendered_rate(&dom, GREETER)
-        .with_context(|| format!("no row for {GREETER} in the rendered page:\n{dom}"))?;
-    assert!(rate > 0.0, "the page shows no rate for {GREETER}:\n{dom}");
-    assert!(
-        dom.contains("class=\"live\""),
-        "the page is not live:\n{dom}"
-    );
+fn check_page(lo: &Loopback, chromium: &Chromium) -> Result<()> {
+    let png = screenshot_path();
+    let get = |url: &str| lab::http_get_local(url);
+    let admin = lo.strait.admin.to_string();
+    let dom = dashboard::capture(chromium, &get, &admin, &[GREETER], &png)?;
     assert!(
         dom.contains(">greeter<"),
         "the graph has no greeter node:\n{dom}"
     );
-
-    let png = screenshot_path();
-    chromium.screenshot(page, &png, (1280, 760))?;
     // Straight to stderr: the harness keeps a passing test's prints to itself.
     let line = format!("\ndashboard screenshot: {}\n", png.display());
     let _ = std::io::stderr().write_all(line.as_bytes());
     Ok(())
-}
-
-/// The `data-rate` of the page's row for `service`.
-fn rendered_rate(dom: &str, service: &str) -> Result<f64> {
-    let row = format!("data-service=\"{service}\" data-rate=\"");
-    let Some(start) = dom.find(&row) else {
-        bail!("no row");
-    };
-    let rest = &dom[start + row.len()..];
-    let value = &rest[..rest.find('"').context("an unterminated data-rate")?];
-    Ok(value.parse()?)
 }
 
 /// In cargo's scratch directory for integration tests (`target/tmp`), kept after the test.

@@ -98,7 +98,7 @@ pub struct Lab {
     cgroup_created: bool,
     /// The namespaces this lab made, the node's first.
     netns: Vec<String>,
-    node_netns: Option<File>,
+    node_netns: Option<NodeNamespace>,
     next_host: u8,
     pods: Vec<Pod>,
     processes: Vec<Arc<Process>>,
@@ -188,16 +188,14 @@ impl Lab {
 
     /// `program` in the node namespace, in the parent's cgroup (strait's place).
     pub fn node_command(&self, program: impl AsRef<OsStr>) -> Command {
-        let netns = self
-            .node_netns
-            .as_ref()
+        self.node().command(program)
+    }
+
+    /// The node's namespace, for threads that reach strait there while the lab plays on.
+    pub fn node(&self) -> NodeNamespace {
+        self.node_netns
+            .clone()
             .expect("a built lab has a node namespace")
-            .try_clone()
-            .expect("duplicating the node namespace descriptor");
-        let mut cmd = Command::new(program);
-        // SAFETY: the hook only makes a syscall on a descriptor it owns.
-        unsafe { cmd.pre_exec(move || netns::enter(&netns)) };
-        cmd
     }
 
     /// `program` in `pod`'s namespace; in the lab cgroup when the pod is captured.
@@ -258,18 +256,12 @@ impl Lab {
 
     /// Runs `f` on a thread inside the node namespace (in the parent's cgroup).
     pub fn in_node_netns<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        let node = self
-            .node_netns
-            .as_ref()
-            .context("the lab has no node namespace")?;
-        netns::run_in(node, f)
+        self.node().run_in(f)
     }
 
-    /// A minimal HTTP/1.0 GET from inside the node namespace (strait's admin listens there).
-    /// `url` is `http://IP:PORT/PATH`; returns the status code and the body.
+    /// See [`NodeNamespace::http_get`].
     pub fn http_get(&self, url: &str) -> Result<(u16, String)> {
-        self.in_node_netns(|| http_get_local(url))
-            .with_context(|| format!("in {}", self.node_netns()))
+        self.node().http_get(url)
     }
 
     /// Polls `url` (see [`http_get`](Self::http_get)) until it answers 200. Fails at once, with
@@ -322,7 +314,10 @@ impl Lab {
         ] {
             ip_in(&node, args)?;
         }
-        self.node_netns = Some(netns::open(&node)?);
+        self.node_netns = Some(NodeNamespace {
+            file: Arc::new(netns::open(&node)?),
+            name: node,
+        });
         Ok(())
     }
 
@@ -422,4 +417,40 @@ fn remove_resources(matches: impl Fn(&str) -> bool) -> Result<()> {
     }
     ensure!(failures.is_empty(), "{}", failures.join("; "));
     Ok(())
+}
+
+/// The lab node's network namespace (where strait runs), apart from the [`Lab`]: cheap to clone
+/// and to send to another thread. The lab removes the namespace when it is dropped.
+#[derive(Clone, Debug)]
+pub struct NodeNamespace {
+    file: Arc<File>,
+    name: String,
+}
+
+impl NodeNamespace {
+    /// Its name, e.g. for `ip -n`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `program` in this namespace, in the caller's cgroup.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let netns = self.file.clone();
+        let mut cmd = Command::new(program);
+        // SAFETY: the hook only makes a syscall on a descriptor it owns.
+        unsafe { cmd.pre_exec(move || netns::enter(&netns)) };
+        cmd
+    }
+
+    /// Runs `f` on a thread inside this namespace.
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        netns::run_in(&self.file, f)
+    }
+
+    /// A minimal HTTP/1.0 GET from inside this namespace (strait's admin listens there).
+    /// `url` is `http://IP:PORT/PATH`; returns the status code and the body.
+    pub fn http_get(&self, url: &str) -> Result<(u16, String)> {
+        self.run_in(|| http_get_local(url))
+            .with_context(|| format!("in {}", self.name))
+    }
 }
