@@ -4,8 +4,9 @@
 //! - `build-ebpf`: the kernel object, left at cargo's own output path.
 //! - `test`: everything CI checks: unit and privileged end-to-end tests, clippy, rustfmt.
 //! - `lab`: a node in a box running strait with capture on, a client calling a TCP and a gRPC
-//!   Service; `--scenario canary|header|chaos|retries` plays one of the seed's stories instead;
-//!   `--once` checks one round and exits; `--down` removes every lab.
+//!   Service; `--scenario canary|header|chaos|retries|ingress` plays one of the seed's stories
+//!   instead; `--once` checks one round and exits; `--screenshot PNG` keeps a picture of the live
+//!   dashboard; `--down` removes every lab.
 //! - `bench capture`: eBPF capture against iptables REDIRECT and no proxy, in a lab.
 //! - `bench grpc`: unary gRPC through strait against Envoy, nginx and HAProxy, with h2load.
 
@@ -15,7 +16,7 @@ mod ebpf;
 mod lab;
 mod setup;
 
-use std::{env, process::ExitCode};
+use std::{env, path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -53,6 +54,10 @@ enum Task {
         /// Which story the client plays (the seed's, on the lab's gRPC Service).
         #[arg(long, value_enum, default_value = "demo", conflicts_with = "down")]
         scenario: lab::Scenario,
+        /// Play rounds until strait's admin dashboard (headless Chromium in the node) shows
+        /// every Service the scenario calls live, keep a PNG of it here, then tear down.
+        #[arg(long, value_name = "PNG", conflicts_with = "down")]
+        screenshot: Option<PathBuf>,
     },
     /// Benchmarks: markdown tables of medians for the README (`capture` needs root).
     Bench {
@@ -72,7 +77,8 @@ fn main() -> ExitCode {
             down: false,
             once,
             scenario,
-        } => lab::run(scenario, once),
+            screenshot,
+        } => lab::run(scenario, once, screenshot.as_deref()),
         Task::Bench { bench } => bench::run(bench),
     };
     match result {

@@ -6,19 +6,22 @@
 //! who answered.
 //!
 //! `--scenario NAME` plays one of the seed's stories instead (`scenario/`), with the manifests
-//! it adds from `tests/lab/scenarios`.
+//! it adds from `tests/lab/scenarios`. `--screenshot PNG` keeps a picture of strait's live
+//! dashboard with the lab's traffic on it (`screenshot.rs`).
 //!
 //! The lab uses a fixed subnet (10.250.0.0/24) so that `tests/lab/manifests` can name the pod
 //! addresses; the tests build labs of their own with generated manifests.
 
 mod round;
 mod scenario;
+mod screenshot;
 
 use std::{
     fs,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
+    thread,
     time::{Duration, Instant},
 };
 
@@ -55,8 +58,9 @@ pub fn down() -> Result<()> {
 }
 
 /// Builds, runs the lab and plays `scenario`'s rounds until a stop signal; with `once`, plays
-/// one round and fails unless it passed (see [`scenario::Played::problems`]).
-pub fn run(scenario: Scenario, once: bool) -> Result<()> {
+/// one round and fails unless it passed (see [`scenario::Played::problems`]); with
+/// `screenshot`, plays on (after the `once` round) until the dashboard is kept there.
+pub fn run(scenario: Scenario, once: bool, screenshot: Option<&Path>) -> Result<()> {
     ensure_root()?;
     // A run after a crash starts clean.
     Lab::down_leftovers(PREFIX)?;
@@ -70,11 +74,17 @@ pub fn run(scenario: Scenario, once: bool) -> Result<()> {
     };
     let mut running = Running::start(config, &manifests_dir(), scenario)?;
     running.strait.echo("[strait]");
-    running.describe(once);
-    let outcome = if once {
-        running.play_once()
-    } else {
-        running.play_live()
+    running.describe(match (once, screenshot) {
+        (_, Some(_)) => "until the dashboard screenshot is taken, then it is torn down",
+        (true, None) => "one round, then it is torn down",
+        (false, None) => "Ctrl-C tears it all down",
+    });
+    let outcome = match (once, screenshot) {
+        (true, None) => running.play_once(),
+        (false, None) => running.play_live(),
+        (once, Some(png)) => (if once { running.play_once() } else { Ok(()) })
+            .and_then(|()| running.screenshot(png))
+            .map(|_| println!("lab: dashboard screenshot: {}", png.display())),
     };
     running.tear_down()?;
     outcome
@@ -141,12 +151,8 @@ impl Running {
         })
     }
 
-    fn describe(&self, once: bool) {
-        let until = if once {
-            "one round, then it is torn down"
-        } else {
-            "Ctrl-C tears it all down"
-        };
+    /// What runs where; `until`: how long it stays up.
+    fn describe(&self, until: &str) {
         println!("lab: up ({}), {until}", self.lab.subnet());
         let node = self.lab.node_netns();
         let outbound = format!("{}:{}", self.lab.node_ip(), lab::OUTBOUND_PORT);
@@ -211,6 +217,27 @@ impl Running {
             lab::wait_until(until_next, stop_requested);
         }
         Ok(())
+    }
+
+    /// Plays rounds until the dashboard, rendered meanwhile, shows every Service the scenario
+    /// calls live; keeps it at `png` and returns the rendered DOM.
+    fn screenshot(&mut self, png: &Path) -> Result<String> {
+        let node = self.lab.node();
+        let services = self.scenario.services();
+        thread::scope(|scope| {
+            let taking = scope.spawn(|| screenshot::take(node, &services, png));
+            let mut number = 0;
+            let mut next = Instant::now();
+            while !taking.is_finished() && !stop_requested() {
+                number += 1;
+                self.play_round(number, false)?;
+                next += ROUND_EVERY;
+                // Pacing, not synchronisation: rounds keep the rates up while Chromium renders.
+                let until_next = next.saturating_duration_since(Instant::now());
+                lab::wait_until(until_next, || taking.is_finished() || stop_requested());
+            }
+            taking.join().expect("the screenshot thread")
+        })
     }
 
     /// Plays one round and fails unless it passed ([`scenario::Played::problems`]). For the
@@ -299,6 +326,36 @@ mod tests {
         let outcome = running.play_once();
         running.tear_down()?;
         outcome
+    }
+
+    /// What `cargo xtask lab --screenshot PNG` shows: both of the lab's Services live on the
+    /// dashboard, called by the client pod's workload; the PNG is kept in `target/tmp`.
+    #[test]
+    fn the_dashboard_shows_the_labs_services_live() -> Result<()> {
+        const TEST: &str = "the_dashboard_shows_the_labs_services_live";
+        if !lab::require_privileges(TEST) {
+            return Ok(());
+        }
+        if strait_tests::browser::Chromium::find().is_none() {
+            lab::skip_or_fail(TEST, "chromium not installed: apt-get install chromium");
+            return Ok(());
+        }
+        let config = LabConfig {
+            subnet_octet: SUBNET_OCTET,
+            ..LabConfig::unique("xtask-lab-dashboard")
+        };
+        let png = cargo::target_dir()?.join("tmp/strait-lab-dashboard.png");
+        fs::create_dir_all(png.parent().expect("a file in a directory"))?;
+        let mut running = Running::start(config, &manifests_dir(), Scenario::Demo)?;
+        let dom = running.screenshot(&png);
+        running.tear_down()?;
+        let dom = dom?;
+        assert!(
+            dom.contains(">client<"),
+            "no client node in the graph:\n{dom}"
+        );
+        eprintln!("\nlab dashboard screenshot: {}", png.display());
+        Ok(())
     }
 
     #[test]

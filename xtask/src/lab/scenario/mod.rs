@@ -61,6 +61,15 @@ impl Scenario {
             .unwrap_or_default()
     }
 
+    /// The Services (FQDNs) the scenario's rounds call, as the dashboard lists them.
+    pub fn services(self) -> Vec<&'static str> {
+        let grpc = "greeter-grpc.default.svc.cluster.local";
+        match self {
+            Scenario::Demo => vec!["greeter.default.svc.cluster.local", grpc],
+            _ => vec![grpc],
+        }
+    }
+
     /// The manifests the scenario adds to the lab's own, if any.
     pub fn manifests(self) -> Option<PathBuf> {
         let file = format!("tests/lab/scenarios/{}.yaml", self.name());
