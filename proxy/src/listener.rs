@@ -154,9 +154,9 @@ impl Outbound {
         let peers = {
             let model = self.model.borrow();
             Peers {
-                source: Peer::of(model.source(client_addr.ip())),
+                source: Peer::at(&model, client_addr.ip()),
                 destination: match &connected {
-                    Ok((_, endpoint)) => Peer::of(model.source(endpoint.ip())),
+                    Ok((_, endpoint)) => Peer::at(&model, endpoint.ip()),
                     Err(_) => Peer::unknown(),
                 },
             }

@@ -32,7 +32,10 @@ use super::{
     replay::{BoxError, Replay},
     route_actions, try_request, FinalTry, L7Proxy, Record, RequestBody,
 };
-use crate::config::{route::Mirror, Backend, GrpcCodes};
+use crate::{
+    config::{route::Mirror, Backend, GrpcCodes},
+    telemetry::Peer,
+};
 
 /// How far a copy's body may fall behind the request's before the copy is abandoned.
 pub const MAX_MIRROR_LAG_BYTES: usize = 64 * 1024;
@@ -86,8 +89,14 @@ impl L7Proxy {
         let mut record = Record::new(self.metrics.clone(), grpc::is_grpc(&copy));
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
+        let model = self.model.borrow().clone();
+        record.outcome.peers.source = Peer::at(&model, client.ip());
         let response = match self.try_copy(backend, copy, client, deadline).await {
-            Ok(last) => last.respond(record),
+            Ok(last) => {
+                let endpoint = last.answered.pick.endpoint();
+                record.outcome.peers.destination = Peer::at(&model, endpoint.ip());
+                last.respond(record)
+            }
             Err(failure) => failed(failure, record),
         };
         if let Err(err) = response.into_body().collect().await {

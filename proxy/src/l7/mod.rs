@@ -277,7 +277,7 @@ impl L7Proxy {
                     Err((_, endpoint)) => *endpoint,
                 };
                 if let Some(endpoint) = last_endpoint {
-                    record.outcome.peers.destination = Peer::of(model.source(endpoint.ip()));
+                    record.outcome.peers.destination = Peer::at(&model, endpoint.ip());
                 }
                 if tries.exhausted(outcome) {
                     record.outcome.flags |= ResponseFlags::RETRY_LIMIT_EXCEEDED;

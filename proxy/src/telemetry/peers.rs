@@ -2,13 +2,14 @@
 //! endpoint's workload (`destination_*`).
 
 use std::{
+    net::IpAddr,
     ops::Deref,
     sync::{Arc, LazyLock},
 };
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
-use crate::config::{route::Source, WorkloadIdentity};
+use crate::config::{route::Source, Model, WorkloadIdentity};
 
 /// A workload at one end of a request or connection. Cheap to clone: every request from a
 /// workload shares its identity.
@@ -23,9 +24,14 @@ impl Peer {
         UNKNOWN.clone()
     }
 
-    /// The workload at an address (see [`Model::source`](crate::config::Model::source)).
+    /// The workload `workload`, or unknown.
     pub fn of(workload: Option<&Source>) -> Self {
         workload.map_or_else(Self::unknown, |source| Self(source.identity.clone()))
+    }
+
+    /// The workload (Pod or WorkloadEntry) at `ip` in `model`, or unknown.
+    pub fn at(model: &Model, ip: IpAddr) -> Self {
+        Self::of(model.source(ip))
     }
 }
 
