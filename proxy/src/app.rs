@@ -34,10 +34,19 @@ use crate::{
     },
 };
 
+/// Where the config comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// YAML files and directories, followed as they change.
+    Files(Vec<PathBuf>),
+    /// The Kubernetes API, watched.
+    Kubernetes,
+}
+
 /// Everything `strait run` needs, resolved from the command line.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub config: Vec<PathBuf>,
+    pub config: ConfigSource,
     pub outbound: SocketAddr,
     pub admin: SocketAddr,
     pub metrics: SocketAddr,
@@ -57,7 +66,16 @@ pub struct RunOptions {
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {
-    let config = config::watch(options.config.clone()).context("loading the config")?;
+    let config = match &options.config {
+        ConfigSource::Files(paths) => config::watch(paths.clone()).context("loading the config")?,
+        ConfigSource::Kubernetes => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            info!("listing Services, Pods and Istio's resources from the Kubernetes API");
+            config::kubernetes::watch_cluster(client).await
+        }
+    };
     let model = config.models.clone();
     // Listeners first: the kernel must never redirect to a port nobody listens on.
     let outbound_listener = TcpListener::bind(options.outbound)

@@ -74,6 +74,10 @@ struct RunArgs {
     /// YAML files or directories, watched for changes.
     #[arg(short = 'c', long = "config")]
     config: Vec<PathBuf>,
+    /// Read Services, Pods, Namespaces, TLS Secrets and Istio's resources from the Kubernetes
+    /// API (in-cluster service account, else the kubeconfig) instead of files.
+    #[arg(long, conflicts_with = "config")]
+    kubernetes: bool,
     /// Where captured connections arrive. With eBPF capture, pods must be able to reach it.
     #[arg(long, default_value = "0.0.0.0:15001")]
     outbound: SocketAddr,
@@ -168,7 +172,11 @@ fn main() -> ExitCode {
 
 fn run(args: Box<RunArgs>, log_levels: logging::LogLevels) -> anyhow::Result<()> {
     let options = app::RunOptions {
-        config: args.config,
+        config: if args.kubernetes {
+            app::ConfigSource::Kubernetes
+        } else {
+            app::ConfigSource::Files(args.config)
+        },
         outbound: args.outbound,
         admin: args.admin,
         metrics: args.metrics,

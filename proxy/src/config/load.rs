@@ -86,8 +86,16 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
 
 /// Loads one file's text, as if read from `file`.
 pub fn load_str(file: &Path, text: &str) -> Loaded {
+    load_texts([(Arc::from(file), text)])
+}
+
+/// Loads texts, in order, each as if read from the file it names (the Kubernetes source names
+/// each object so).
+pub fn load_texts<'t>(texts: impl IntoIterator<Item = (Arc<Path>, &'t str)>) -> Loaded {
     let mut loader = Loader::default();
-    loader.file(Arc::from(file), text);
+    for (file, text) in texts {
+        loader.file(file, text);
+    }
     loader.finish()
 }
 

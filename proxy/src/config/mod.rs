@@ -38,6 +38,7 @@ pub mod gateway;
 mod hosts;
 mod identity;
 mod kinds;
+pub mod kubernetes;
 mod load;
 mod model;
 pub mod policy;
@@ -59,7 +60,7 @@ pub use self::{
     },
     identity::WorkloadIdentity,
     kinds::Kind,
-    load::{load, load_str, LoadError, Loaded},
+    load::{load, load_str, load_texts, LoadError, Loaded},
     model::{Backend, Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
     policy::{ConnectionPool, H2UpgradePolicy, OutlierDetection, TrafficPolicy},
     route::{

@@ -43,7 +43,7 @@ impl ReloadStats {
         self.rejected.load(Ordering::Relaxed)
     }
 
-    fn count(&self, accepted: bool) {
+    pub(super) fn count(&self, accepted: bool) {
         let counter = if accepted {
             &self.accepted
         } else {
@@ -245,7 +245,7 @@ fn reload(paths: &[PathBuf]) -> Option<Model> {
 }
 
 /// Replaces the model when it changed, so an unchanged reload wakes nobody.
-fn publish(current: &mut Arc<Model>, model: Model) -> bool {
+pub(super) fn publish(current: &mut Arc<Model>, model: Model) -> bool {
     if **current == model {
         return false;
     }
