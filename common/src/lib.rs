@@ -23,7 +23,21 @@ pub mod maps {
     pub const ORIG_DST_BY_TUPLE: &str = "ORIG_DST_TUPLE";
     /// `PerCpuHashMap<SockAddr, Counters>`: per Service address, summed over CPUs in user space.
     pub const COUNTERS: &str = "COUNTERS";
+
+    /// Every map, pinned by these names so that a restarted strait shares them.
+    pub const ALL: [&str; 5] = [
+        SERVICES,
+        PROXY,
+        ORIG_DST_BY_COOKIE,
+        ORIG_DST_BY_TUPLE,
+        COUNTERS,
+    ];
 }
+
+/// The version of the maps' layouts, the name of their pin directory (`v1` under the pin root).
+/// Bump it with any change to a map's key, value or size: a strait never opens maps pinned by
+/// another layout (aya reuses a pinned map without checking its types).
+pub const KERNEL_STATE_VERSION: u32 = 1;
 
 /// Program names (the function names in `ebpf/src/main.rs`).
 pub mod programs {

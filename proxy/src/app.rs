@@ -21,6 +21,7 @@ use crate::{
     capture::{self, ebpf::KernelCapture, OriginalDst},
     config::{self, Model},
     gateway::{self, GatewayOptions},
+    handover,
     l7::L7Proxy,
     listener::Outbound,
     telemetry::{
@@ -52,6 +53,8 @@ pub struct RunOptions {
     pub metrics: SocketAddr,
     pub capture: capture::Mode,
     pub cgroup: Option<PathBuf>,
+    /// Where the kernel maps are pinned (`v<version>` below it), shared with the next strait.
+    pub bpf_pin_dir: PathBuf,
     pub ebpf_object: Option<PathBuf>,
     /// With iptables capture: pod network namespaces to listen in (at the outbound port).
     pub pod_netns: Vec<PathBuf>,
@@ -77,13 +80,19 @@ pub async fn run(options: RunOptions) -> Result<()> {
         }
     };
     let model = config.models.clone();
+    // With eBPF capture one strait serves the node, and the next one starts beside it.
+    let port = match options.capture {
+        capture::Mode::Ebpf => {
+            handover::migrate_pending_connections();
+            handover::Port::Shared
+        }
+        capture::Mode::Iptables | capture::Mode::None => handover::Port::Exclusive,
+    };
     // Listeners first: the kernel must never redirect to a port nobody listens on.
-    let outbound_listener = TcpListener::bind(options.outbound)
-        .await
-        .with_context(|| format!("binding the outbound listener to {}", options.outbound))?;
+    let outbound_listener = handover::bind(options.outbound, "outbound", port)?;
     let pod_listeners = pod_listeners(&options)?;
-    let admin_listener = admin::bind(options.admin, "admin").await?;
-    let metrics_listener = admin::bind(options.metrics, "metrics").await?;
+    let admin_listener = handover::bind(options.admin, "admin", port)?;
+    let metrics_listener = handover::bind(options.metrics, "metrics", port)?;
 
     let mut metrics = Metrics::new();
     metrics.register_collector(Box::new(ReloadCollector(config.stats.clone())));
@@ -208,9 +217,11 @@ fn attach_kernel(options: &RunOptions, model: &Model) -> Result<KernelCapture> {
         None => capture::cgroup::default_root()?,
     };
     let object = capture::ebpf::object_bytes(options.ebpf_object.as_deref())?;
+    let pins = capture::pins::PinDir::under(&options.bpf_pin_dir)?;
     let kernel = KernelCapture::attach(
         &object,
         &cgroup,
+        pins,
         redirect_target(options.outbound),
         &captured(model),
     )
@@ -265,7 +276,7 @@ async fn maintain_kernel(
             }
         }
     }
-    drop(kernel);
+    kernel.release();
     info!("kernel capture detached");
 }
 

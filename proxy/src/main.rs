@@ -90,6 +90,10 @@ struct RunArgs {
     /// The cgroup v2 directory whose processes are captured (default: the cgroup v2 root).
     #[arg(long)]
     cgroup: Option<PathBuf>,
+    /// bpffs directory for the kernel maps (in `v<version>` below it): a strait started beside
+    /// this one, as in a rolling update, shares them and takes over without a gap.
+    #[arg(long, default_value = "/sys/fs/bpf/strait")]
+    bpf_pin_dir: PathBuf,
     /// No kernel capture: the same as `--capture none`.
     #[arg(long, conflicts_with = "capture")]
     no_ebpf: bool,
@@ -186,6 +190,7 @@ fn run(args: Box<RunArgs>, log_levels: logging::LogLevels) -> anyhow::Result<()>
             args.capture
         },
         cgroup: args.cgroup,
+        bpf_pin_dir: args.bpf_pin_dir,
         ebpf_object: args.ebpf_object,
         pod_netns: args.pod_netns,
         connect_timeout: args.connect_timeout,

@@ -483,3 +483,89 @@ fn dual_stack_sockets_are_captured_and_udp_is_not() -> Result<()> {
     assert_eq!(udp, format!("error {}", libc::ENETUNREACH));
     Ok(())
 }
+
+/// The next `n` calls a running `call --count 0` client reports.
+fn next_calls(caller: &mut ChildHandle, n: usize) -> Result<Vec<Value>> {
+    (0..n)
+        .map(|_| {
+            let line = caller
+                .next_line(Duration::from_secs(10))?
+                .context("the calling client stopped")?;
+            Ok(serde_json::from_str(&line)?)
+        })
+        .collect()
+}
+
+/// A rolling update on one node: a second strait starts beside the first (the same ports, the
+/// same pinned maps), then the first is stopped. A client connecting every 10 ms throughout sees
+/// no failed connection; the kernel counters go on across the two; when the last strait leaves,
+/// no program stays attached and its pins are gone.
+#[test]
+fn a_new_strait_takes_over_without_a_failed_connection() -> Result<()> {
+    if !lab::require_privileges("a_new_strait_takes_over_without_a_failed_connection") {
+        return Ok(());
+    }
+    let mut s = Scenario::start("handover", 2)?;
+    let client = s.client.clone();
+    let mut cmd = s.lab.pod_command(&client, lab::lab_agent_bin());
+    cmd.args(["call", "--to", GREETER_VIP, "--send", "10"])
+        .args(["--count", "0", "--every", "10"]);
+    let mut caller = s.lab.spawn(cmd)?;
+    let mut calls = next_calls(&mut caller, 20)?;
+
+    let first = s.strait.take().expect("strait runs");
+    let second = s.lab.start_strait(&s.config_dir, &[] as &[&str])?;
+    // Both serve for a while: the kernel spreads connections over both listeners.
+    calls.extend(next_calls(&mut caller, 30)?);
+    first.signal(Signal::SIGTERM)?;
+    let status = first
+        .wait_timeout(Duration::from_secs(10))?
+        .context("the first strait did not exit")?;
+    assert!(status.success(), "the first strait exited with {status}");
+    calls.extend(next_calls(&mut caller, 50)?);
+    caller.stop(Duration::from_secs(2))?;
+
+    let failed: Vec<&Value> = calls.iter().filter(|c| c["ok"] != true).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed: {failed:?}",
+        failed.len(),
+        calls.len()
+    );
+    assert!(
+        calls.iter().all(|c| reply(c).starts_with("greeter-")),
+        "{calls:?}"
+    );
+    // The second strait counts on the first one's maps: every connection since the start.
+    let labels = ["destination_service=\"greeter.default.svc.cluster.local\""];
+    let opened = sample(
+        &s.metrics()?,
+        "strait_kernel_connections_opened_total",
+        &labels,
+    );
+    assert!(
+        opened.is_some_and(|n| n >= calls.len() as u64),
+        "{opened:?} connections counted, {} made",
+        calls.len()
+    );
+    // One set of programs is attached: the second strait's.
+    let attached = attached_programs(s.lab.cgroup_dir())?;
+    assert_eq!(attached.matches("connect4").count(), 1, "{attached}");
+
+    // The last strait leaves: nothing attached, nothing pinned.
+    second.signal(Signal::SIGTERM)?;
+    second
+        .wait_timeout(Duration::from_secs(10))?
+        .context("the second strait did not exit")?;
+    let attached = attached_programs(s.lab.cgroup_dir())?;
+    assert!(
+        !attached.contains("connect4"),
+        "programs left attached:\n{attached}"
+    );
+    let pins = s.lab.bpf_pin_dir();
+    let left: Vec<_> = fs::read_dir(&pins)
+        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "pins left in {}: {left:?}", pins.display());
+    Ok(())
+}

@@ -10,7 +10,6 @@ pub mod proxy_config;
 
 use std::{
     convert::Infallible,
-    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -195,12 +194,4 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
         header::HeaderValue::from_static(content_type),
     );
     response
-}
-
-/// Binds a server's address with a clear error (the usual cause: the port is taken).
-pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    use anyhow::Context;
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the {what} server to {addr}"))
 }

@@ -3,6 +3,7 @@
 //! Lifetime is fail-open by construction: the links live in the [`KernelCapture`] value, so they go
 //! when it is dropped or the process dies (the kernel closes the link fds), and while strait lives
 //! a heartbeat in the `PROXY` map tells the kernel it is still there (stale after 2 s: no rewrite).
+//! The maps are pinned ([`pins`](super::pins)): a strait started beside this one shares them.
 
 use std::{
     collections::BTreeSet,
@@ -16,11 +17,14 @@ use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuHashMap},
     programs::{CgroupAttachMode, CgroupSockAddr, SockOps},
-    Ebpf,
+    Ebpf, EbpfLoader,
 };
 use strait_common::{
     maps, programs, ConnTuple, Counters, ProxyConfig, ServiceFlags, SockAddr, PROXY_SOCKET_MARK,
 };
+use tracing::{info, warn};
+
+use super::pins::PinDir;
 
 /// The kernel object: `--ebpf-object PATH`, else the one embedded at build time.
 pub fn object_bytes(path: Option<&Path>) -> Result<Vec<u8>> {
@@ -51,6 +55,7 @@ fn embedded_object() -> Option<&'static [u8]> {
 pub struct KernelCapture {
     /// Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
+    pins: PinDir,
     cgroup: PathBuf,
     services: HashMap<MapData, SockAddr, ServiceFlags>,
     /// What `services` holds, so a sync writes only the difference.
@@ -62,21 +67,36 @@ pub struct KernelCapture {
 }
 
 impl KernelCapture {
-    /// Loads the object, points the kernel at `outbound`, installs `services`, then attaches the
-    /// programs to `cgroup`: nothing is redirected before the maps are ready.
+    /// Loads the object on the maps pinned in `pins` (made there if none are), points the kernel
+    /// at `outbound`, installs `services`, then attaches the programs to `cgroup`: nothing is
+    /// redirected before the maps are ready.
     pub fn attach(
         object: &[u8],
         cgroup: &Path,
+        pins: PinDir,
         outbound: SocketAddr,
         services: &BTreeSet<SockAddr>,
     ) -> Result<Self> {
-        let mut ebpf = Ebpf::load(object).context("loading the eBPF object")?;
+        let mut loader = EbpfLoader::new();
+        let pin_paths: Vec<(&str, PathBuf)> = maps::ALL
+            .iter()
+            .map(|name| (*name, pins.map(name)))
+            .collect();
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(object).context("loading the eBPF object")?;
+        let services_map: HashMap<MapData, SockAddr, ServiceFlags> =
+            take_map(&mut ebpf, maps::SERVICES)?;
+        // A predecessor's entries: the first sync removes those the config no longer has.
+        let installed = services_map.keys().filter_map(Result::ok).collect();
         let mut capture = Self {
-            services: take_map(&mut ebpf, maps::SERVICES)?,
+            pins,
+            services: services_map,
             proxy: take_map(&mut ebpf, maps::PROXY)?,
             orig_dst: Arc::new(OrigDstTable(take_map(&mut ebpf, maps::ORIG_DST_BY_TUPLE)?)),
             counters: Arc::new(KernelCounters(take_map(&mut ebpf, maps::COUNTERS)?)),
-            installed: BTreeSet::new(),
+            installed,
             proxy_config: ProxyConfig {
                 outbound: SockAddr::from(outbound),
                 mark: PROXY_SOCKET_MARK,
@@ -152,6 +172,37 @@ impl KernelCapture {
             stats.added += 1;
         }
         Ok(stats)
+    }
+
+    /// Detaches the programs; removes the pinned maps too unless another strait runs on them
+    /// (the one taking over, in a rolling update).
+    pub fn release(self) {
+        let ours: Vec<u32> = self
+            ._ebpf
+            .programs()
+            .filter_map(|(_, program)| program.info().ok())
+            .map(|info| info.id())
+            .collect();
+        let pins = self.pins.clone();
+        drop(self);
+        match pins.shared(&ours) {
+            Ok(true) => {
+                info!(pins = %pins.path().display(), "kernel state left to the strait that took over")
+            }
+            Ok(false) => match pins.remove() {
+                Ok(()) => {
+                    info!(pins = %pins.path().display(), "kernel state unpinned: no strait left")
+                }
+                Err(err) => warn!(
+                    err = format!("{err:#}"),
+                    "unpinning the kernel state failed"
+                ),
+            },
+            Err(err) => warn!(
+                err = format!("{err:#}"),
+                "cannot tell whether another strait uses the kernel state; leaving it pinned"
+            ),
+        }
     }
 
     pub fn orig_dst(&self) -> Arc<OrigDstTable> {

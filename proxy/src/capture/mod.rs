@@ -10,6 +10,7 @@
 pub mod cgroup;
 pub mod ebpf;
 pub mod iptables;
+pub mod pins;
 
 use std::net::SocketAddr;
 

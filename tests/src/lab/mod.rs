@@ -142,6 +142,11 @@ impl Lab {
         &self.cgroup
     }
 
+    /// Where the lab's strait pins its kernel maps (`--bpf-pin-dir`); gone with the lab.
+    pub fn bpf_pin_dir(&self) -> PathBuf {
+        self.names.bpf_pins()
+    }
+
     /// The node's named network namespace, e.g. for `ip -n`.
     pub fn node_netns(&self) -> String {
         self.names.node_netns()
@@ -380,6 +385,8 @@ impl Lab {
                 eprintln!("lab: {err:#}");
             }
         }
+        // strait unpins its maps when it leaves last; a killed one leaves them.
+        remove_pins(&self.bpf_pin_dir());
     }
 }
 
@@ -415,8 +422,26 @@ fn remove_resources(matches: impl Fn(&str) -> bool) -> Result<()> {
             }
         }
     }
+    if let Ok(entries) = fs::read_dir(names::BPFFS) {
+        for entry in entries.flatten() {
+            if matches(&entry.file_name().to_string_lossy()) {
+                eprintln!("lab: removing pinned maps {}", entry.path().display());
+                remove_pins(&entry.path());
+            }
+        }
+    }
     ensure!(failures.is_empty(), "{}", failures.join("; "));
     Ok(())
+}
+
+/// Removes a pin directory and every pin in it, if it is there.
+fn remove_pins(dir: &Path) {
+    match fs::remove_dir_all(dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            eprintln!("lab: removing {}: {err}", dir.display())
+        }
+        _ => {}
+    }
 }
 
 /// The lab node's network namespace (where strait runs), apart from the [`Lab`]: cheap to clone

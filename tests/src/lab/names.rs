@@ -1,15 +1,15 @@
 //! How lab resources are named, and how leftovers are recognised by name alone.
 //!
 //! Every resource a lab makes outside its own namespaces carries the lab's prefix:
-//! `strait-lab-<prefix>` for the cgroup and `strait-lab-<prefix>.<pod>` (and `.node`) for the
-//! network namespaces. Interfaces live inside the lab's namespaces, so their names are short and
+//! `strait-lab-<prefix>` for the cgroup and strait's bpffs pin directory, and
+//! `strait-lab-<prefix>.<pod>` (and `.node`) for the network namespaces. Interfaces live inside the lab's namespaces, so their names are short and
 //! fixed and never collide with the host's or another lab's.
 //!
 //! Generated prefixes start with the owning process id (`<pid>-<n>-<name>`): a leftover whose
 //! owner is gone can be removed without touching labs of tests still running in parallel.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -17,6 +17,8 @@ use anyhow::{ensure, Result};
 
 /// The start of every lab resource name (netns, cgroup).
 pub const RESOURCE_PREFIX: &str = "strait-lab-";
+/// Where bpffs is mounted (`ensure_bpffs`).
+pub const BPFFS: &str = "/sys/fs/bpf";
 /// The bridge in the node namespace.
 pub const BRIDGE: &str = "br0";
 /// The pod end of each veth, inside the pod namespace.
@@ -49,6 +51,11 @@ impl Names {
 
     pub fn node_netns(&self) -> String {
         self.netns(NODE)
+    }
+
+    /// strait's pinned kernel maps (`--bpf-pin-dir`), under the bpffs mount.
+    pub fn bpf_pins(&self) -> PathBuf {
+        Path::new(BPFFS).join(self.cgroup())
     }
 
     pub fn pod_netns(&self, pod: &str) -> Result<String> {

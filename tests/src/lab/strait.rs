@@ -35,6 +35,8 @@ impl Lab {
             .arg(format!("{}:{OUTBOUND_PORT}", self.node_ip()))
             .arg("--cgroup")
             .arg(self.cgroup_dir())
+            .arg("--bpf-pin-dir")
+            .arg(self.bpf_pin_dir())
             .args(["--admin", STRAIT_ADMIN])
             .arg("--metrics")
             .arg(format!("{}:{METRICS_PORT}", self.node_ip()))
