@@ -23,21 +23,24 @@ pub mod maps {
     pub const ORIG_DST_BY_TUPLE: &str = "ORIG_DST_TUPLE";
     /// `PerCpuHashMap<SockAddr, Counters>`: per Service address, summed over CPUs in user space.
     pub const COUNTERS: &str = "COUNTERS";
+    /// `HashMap<u64, u32>`: the cgroup ids of the enrolled pods (with [`ENROLL_LISTED`]).
+    pub const ENROLLED: &str = "ENROLLED";
 
     /// Every map, pinned by these names so that a restarted strait shares them.
-    pub const ALL: [&str; 5] = [
+    pub const ALL: [&str; 6] = [
         SERVICES,
         PROXY,
         ORIG_DST_BY_COOKIE,
         ORIG_DST_BY_TUPLE,
         COUNTERS,
+        ENROLLED,
     ];
 }
 
 /// The version of the maps' layouts, the name of their pin directory (`v1` under the pin root).
 /// Bump it with any change to a map's key, value or size: a strait never opens maps pinned by
 /// another layout (aya reuses a pinned map without checking its types).
-pub const KERNEL_STATE_VERSION: u32 = 1;
+pub const KERNEL_STATE_VERSION: u32 = 2;
 
 /// Program names (the function names in `ebpf/src/main.rs`).
 pub mod programs {
@@ -57,6 +60,16 @@ pub const MAX_SERVICES: u32 = 65_536;
 pub const MAX_CONNECTIONS: u32 = 262_144;
 /// Capacity of the counter map.
 pub const MAX_COUNTERS: u32 = 65_536;
+/// Capacity of the enrolled pods map: pods on one node.
+pub const MAX_ENROLLED: u32 = 16_384;
+/// How deep below the cgroup v2 root a pod's cgroup may sit (kubelet's systemd layout puts a
+/// Burstable pod at depth 3, its containers at 4).
+pub const MAX_CGROUP_DEPTH: i32 = 8;
+
+/// [`ProxyConfig::enroll`]: every process in the cgroup the programs are attached to.
+pub const ENROLL_ALL: u32 = 0;
+/// [`ProxyConfig::enroll`]: only processes in (or below) a cgroup listed in `ENROLLED`.
+pub const ENROLL_LISTED: u32 = 1;
 
 /// The kernel stops redirecting when the proxy's heartbeat is older than this (fail open).
 pub const HEARTBEAT_TIMEOUT_NS: u64 = 2_000_000_000;
@@ -132,6 +145,12 @@ impl SockAddr {
     }
 }
 
+impl core::fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.socket_addr())
+    }
+}
+
 impl From<SocketAddr> for SockAddr {
     fn from(addr: SocketAddr) -> Self {
         let port = addr.port().to_be();
@@ -176,6 +195,10 @@ pub struct ProxyConfig {
     pub mark: u32,
     /// CLOCK_MONOTONIC nanoseconds of the proxy's last heartbeat (`bpf_ktime_get_ns`).
     pub heartbeat_ns: u64,
+    /// Whose connects are captured: [`ENROLL_ALL`] or [`ENROLL_LISTED`].
+    pub enroll: u32,
+    /// Zero; keeps the layout free of implicit padding.
+    pub reserved: u32,
 }
 
 /// Per Service address: connections opened and closed, and bytes each way from the client's TCP
@@ -232,7 +255,7 @@ mod tests {
         use core::mem::size_of;
         assert_eq!(size_of::<SockAddr>(), 20);
         assert_eq!(size_of::<ConnTuple>(), 40);
-        assert_eq!(size_of::<ProxyConfig>(), 32);
+        assert_eq!(size_of::<ProxyConfig>(), 40);
         assert_eq!(size_of::<Counters>(), 32);
     }
 }

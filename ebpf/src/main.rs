@@ -6,8 +6,9 @@
 //!   4-tuple (the proxy's key after `accept()`), counts it, and at close adds its byte counts.
 //! - `getpeername4`/`getpeername6` (cgroup): the application sees the Service address as its peer.
 //!
-//! Never captured: UDP, destinations not in `SERVICES`, sockets carrying the proxy's mark, and
-//! everything when the proxy's heartbeat is stale (fail open).
+//! Never captured: UDP, destinations not in `SERVICES`, sockets carrying the proxy's mark,
+//! processes outside the enrolled pods' cgroups (when the proxy enrolls by list), and everything
+//! when the proxy's heartbeat is stale (fail open).
 #![no_std]
 #![no_main]
 
@@ -17,15 +18,15 @@ use aya_ebpf::{
         BPF_SOCK_OPS_STATE_CB_FLAG, BPF_TCP_CLOSE, BPF_TCP_CLOSE_WAIT, BPF_TCP_CLOSING,
         BPF_TCP_FIN_WAIT2, BPF_TCP_LAST_ACK, BPF_TCP_TIME_WAIT,
     },
-    helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_socket_cookie, bpf_ktime_get_ns},
     macros::{cgroup_sock_addr, map, sock_ops},
     maps::{Array, HashMap, LruHashMap, PerCpuHashMap},
     programs::{SockAddrContext, SockOpsContext},
     EbpfContext,
 };
 use strait_common::{
-    ConnTuple, Counters, ProxyConfig, ServiceFlags, SockAddr, HEARTBEAT_TIMEOUT_NS,
-    MAX_CONNECTIONS, MAX_COUNTERS, MAX_SERVICES,
+    ConnTuple, Counters, ProxyConfig, ServiceFlags, SockAddr, ENROLL_ALL, HEARTBEAT_TIMEOUT_NS,
+    MAX_CGROUP_DEPTH, MAX_CONNECTIONS, MAX_COUNTERS, MAX_ENROLLED, MAX_SERVICES,
 };
 
 /// Allow the syscall to go on (cgroup programs return 1 to allow, 0 to deny).
@@ -49,6 +50,9 @@ static ORIG_DST_TUPLE: LruHashMap<ConnTuple, SockAddr> =
 #[map]
 static COUNTERS: PerCpuHashMap<SockAddr, Counters> =
     PerCpuHashMap::with_max_entries(MAX_COUNTERS, 0);
+
+#[map]
+static ENROLLED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_ENROLLED, 0);
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
@@ -95,6 +99,9 @@ fn capture(ctx: &SockAddrContext, sa: &bpf_sock_addr, dst: &SockAddr) -> Option<
     // SAFETY: map lookups return pointers into the map valid for this program run.
     unsafe { SERVICES.get(dst) }?;
     let proxy = live_proxy()?;
+    if !enrolled(&proxy) {
+        return None;
+    }
     // SAFETY: `sk` is the kernel's socket for this context.
     let sk = unsafe { sa.__bindgen_anon_1.sk };
     if sk.is_null() || unsafe { (*sk).mark } == proxy.mark {
@@ -117,6 +124,27 @@ fn live_proxy() -> Option<ProxyConfig> {
         return None;
     }
     Some(proxy)
+}
+
+/// Whether the connecting process belongs to an enrolled pod: its cgroup, or one above it, is
+/// listed (a pod's containers are cgroups below the pod's).
+#[inline(always)]
+fn enrolled(proxy: &ProxyConfig) -> bool {
+    if proxy.enroll == ENROLL_ALL {
+        return true;
+    }
+    for level in 1..=MAX_CGROUP_DEPTH {
+        // SAFETY: the helper reads the current task's cgroup; 0 past its own depth.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if id == 0 {
+            return false;
+        }
+        // SAFETY: only the presence is read.
+        if unsafe { ENROLLED.get(&id) }.is_some() {
+            return true;
+        }
+    }
+    false
 }
 
 #[cgroup_sock_addr(getpeername4)]

@@ -18,7 +18,12 @@ use tracing::{error, info, warn};
 use crate::{
     admin::{self, AdminState, Scope},
     balance::RoundRobin,
-    capture::{self, ebpf::KernelCapture, OriginalDst},
+    capture::{
+        self,
+        ebpf::KernelCapture,
+        enrollment::{Enrolled, Enrollment},
+        OriginalDst,
+    },
     config::{self, Model},
     gateway::{self, GatewayOptions},
     handover,
@@ -55,6 +60,8 @@ pub struct RunOptions {
     pub cgroup: Option<PathBuf>,
     /// Where the kernel maps are pinned (`v<version>` below it), shared with the next strait.
     pub bpf_pin_dir: PathBuf,
+    /// Whose connections are captured.
+    pub enrollment: Enrollment,
     pub ebpf_object: Option<PathBuf>,
     /// With iptables capture: pod network namespaces to listen in (at the outbound port).
     pub pod_netns: Vec<PathBuf>,
@@ -99,12 +106,15 @@ pub async fn run(options: RunOptions) -> Result<()> {
     metrics.register_collector(Box::new(ProcessCollector));
     let (original_dst, kernel) = match options.capture {
         capture::Mode::Ebpf => {
-            let kernel = attach_kernel(&options, &model.borrow())?;
+            let (kernel, enrolled) = attach_kernel(&options, &model.borrow())?;
             metrics.register_collector(Box::new(KernelCollector::new(
                 kernel.counters(),
                 model.clone(),
             )));
-            (OriginalDst::Kernel(kernel.orig_dst()), Some(kernel))
+            (
+                OriginalDst::Kernel(kernel.orig_dst()),
+                Some((kernel, enrolled)),
+            )
         }
         capture::Mode::Iptables => (OriginalDst::Iptables, None),
         capture::Mode::None => (OriginalDst::None, None),
@@ -112,8 +122,14 @@ pub async fn run(options: RunOptions) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
-    let kernel_task =
-        kernel.map(|kernel| tokio::spawn(maintain_kernel(kernel, model.clone(), shutdown.clone())));
+    let kernel_task = kernel.map(|(kernel, enrolled)| {
+        tokio::spawn(maintain_kernel(
+            kernel,
+            enrolled,
+            model.clone(),
+            shutdown.clone(),
+        ))
+    });
 
     let access_log = match &options.access_log {
         Some((sink, format)) => {
@@ -211,23 +227,27 @@ fn pod_listeners(options: &RunOptions) -> Result<Vec<TcpListener>> {
         .collect()
 }
 
-fn attach_kernel(options: &RunOptions, model: &Model) -> Result<KernelCapture> {
+fn attach_kernel(options: &RunOptions, model: &Model) -> Result<(KernelCapture, Enrolled)> {
     let cgroup = match &options.cgroup {
         Some(dir) => dir.clone(),
         None => capture::cgroup::default_root()?,
     };
     let object = capture::ebpf::object_bytes(options.ebpf_object.as_deref())?;
     let pins = capture::pins::PinDir::under(&options.bpf_pin_dir)?;
+    let mut enrolled = Enrolled::new(&options.enrollment, &cgroup);
+    let (pods, waiting) = enrolled.of(model);
     let kernel = KernelCapture::attach(
         &object,
         &cgroup,
         pins,
         redirect_target(options.outbound),
+        &options.enrollment,
         &captured(model),
+        &pods,
     )
     .with_context(|| format!("attaching the capture programs to {}", cgroup.display()))?;
-    info!(cgroup = %cgroup.display(), services = model.captured_addrs().len(), "kernel capture attached");
-    Ok(kernel)
+    info!(cgroup = %cgroup.display(), services = model.captured_addrs().len(), enrollment = ?options.enrollment, pods = pods.len(), waiting, "kernel capture attached");
+    Ok((kernel, enrolled))
 }
 
 /// The address the kernel rewrites connects to. A wildcard listener is reached at loopback,
@@ -248,14 +268,20 @@ fn captured(model: &Model) -> BTreeSet<SockAddr> {
         .collect()
 }
 
-/// Keeps the kernel in step with strait: the heartbeat, and the Service map as the config
-/// changes. Returning drops the capture, which detaches the programs.
+/// How often strait looks again for the cgroups of enrolled pods kubelet has not started yet.
+const ENROLLED_RESCAN: Duration = Duration::from_secs(1);
+
+/// Keeps the kernel in step with strait: the heartbeat, and the Service and enrolled pod maps
+/// as the config changes. Returning releases the capture, which detaches the programs.
 async fn maintain_kernel(
     mut kernel: KernelCapture,
+    mut enrolled: Enrolled,
     mut model: watch::Receiver<Arc<Model>>,
     shutdown: CancellationToken,
 ) {
     let mut heartbeat = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+    let mut rescan = tokio::time::interval(ENROLLED_RESCAN);
+    let mut waiting = enrolled.of(&model.borrow()).1;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -264,20 +290,46 @@ async fn maintain_kernel(
                     error!(err = format!("{err:#}"), "heartbeat failed");
                 }
             }
+            _ = rescan.tick(), if waiting > 0 => {
+                waiting = sync_enrolled(&mut kernel, &mut enrolled, &model.borrow());
+            }
             changed = model.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                let wanted = captured(&model.borrow_and_update());
-                match kernel.sync_services(&wanted) {
+                let current = model.borrow_and_update().clone();
+                match kernel.sync_services(&captured(&current)) {
                     Ok(stats) => info!(added = stats.added, removed = stats.removed, "kernel service map updated"),
                     Err(err) => error!(err = format!("{err:#}"), "updating the kernel service map failed"),
                 }
+                waiting = sync_enrolled(&mut kernel, &mut enrolled, &current);
             }
         }
     }
     kernel.release();
     info!("kernel capture detached");
+}
+
+/// Makes the kernel's enrolled cgroups the model's; returns how many enrolled pods have no
+/// cgroup yet.
+fn sync_enrolled(kernel: &mut KernelCapture, enrolled: &mut Enrolled, model: &Model) -> usize {
+    let (pods, waiting) = enrolled.of(model);
+    match kernel.sync_enrolled(&pods) {
+        Ok(stats) if stats.added + stats.removed > 0 => {
+            info!(
+                added = stats.added,
+                removed = stats.removed,
+                waiting,
+                "enrolled pods updated"
+            )
+        }
+        Ok(_) => {}
+        Err(err) => error!(
+            err = format!("{err:#}"),
+            "updating the enrolled pods failed"
+        ),
+    }
+    waiting
 }
 
 async fn shutdown_signal() -> Result<&'static str> {

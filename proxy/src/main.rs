@@ -11,7 +11,9 @@ use std::{
 use clap::{Args, Parser, Subcommand};
 use strait::{
     admin::proxy_config,
-    app, capture, config,
+    app,
+    capture::{self, enrollment::Enrollment},
+    config,
     config::resources::Labels,
     gateway::GatewayOptions,
     telemetry::{access_log, logging},
@@ -69,6 +71,14 @@ enum Describe {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EnrollArg {
+    /// Every process in `--cgroup`.
+    All,
+    /// The pods ambient mode's labels enroll on this node.
+    Ambient,
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// YAML files or directories, watched for changes.
@@ -94,6 +104,14 @@ struct RunArgs {
     /// this one, as in a rolling update, shares them and takes over without a gap.
     #[arg(long, default_value = "/sys/fs/bpf/strait")]
     bpf_pin_dir: PathBuf,
+    /// Whose connections the kernel captures: every process in `--cgroup`, or the pods Istio's
+    /// ambient labels enroll on `--node-name` (`istio.io/dataplane-mode=ambient` on the
+    /// namespace or the pod; `none` on the pod opts it out).
+    #[arg(long, value_enum, default_value_t = EnrollArg::All, requires_if("ambient", "node_name"))]
+    enroll: EnrollArg,
+    /// This node's name (the Pods' `spec.nodeName`), for `--enroll ambient`.
+    #[arg(long)]
+    node_name: Option<String>,
     /// No kernel capture: the same as `--capture none`.
     #[arg(long, conflicts_with = "capture")]
     no_ebpf: bool,
@@ -191,6 +209,11 @@ fn run(args: Box<RunArgs>, log_levels: logging::LogLevels) -> anyhow::Result<()>
         },
         cgroup: args.cgroup,
         bpf_pin_dir: args.bpf_pin_dir,
+        enrollment: match (args.enroll, args.node_name) {
+            (EnrollArg::All, _) => Enrollment::All,
+            (EnrollArg::Ambient, Some(node)) => Enrollment::Ambient { node },
+            (EnrollArg::Ambient, None) => anyhow::bail!("--enroll ambient needs --node-name"),
+        },
         ebpf_object: args.ebpf_object,
         pod_netns: args.pod_netns,
         connect_timeout: args.connect_timeout,

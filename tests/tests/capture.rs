@@ -569,3 +569,95 @@ fn a_new_strait_takes_over_without_a_failed_connection() -> Result<()> {
     assert!(left.is_empty(), "pins left in {}: {left:?}", pins.display());
     Ok(())
 }
+
+/// The node the enrollment test's strait serves (the Pods' `spec.nodeName`).
+const LAB_NODE: &str = "lab-node";
+
+/// A client Pod of the enrollment test: `pod`'s uid (its cgroup), in `namespace`, on the lab's
+/// node, with `labels`.
+fn client_pod(pod: &Pod, namespace: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {}, namespace: {namespace}, uid: {}, \
+         labels: {{{labels}}}}}\nspec: {{nodeName: {LAB_NODE}}}\n\
+         status: {{phase: Running, podIP: {}}}\n",
+        pod.name, pod.uid, pod.ip
+    )
+}
+
+fn namespace(name: &str, labels: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n")
+}
+
+/// Whether a call from `pod` to the greeter is captured: answered by it, or (uncaptured) not
+/// routed at all in the lab.
+fn captured(lab: &mut Lab, pod: &Pod) -> Result<bool> {
+    let call = lab.agent_call(pod, GREETER_VIP, 10, Duration::from_secs(5))?;
+    let unreachable = call["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("unreachable"));
+    anyhow::ensure!(
+        call["ok"] == true || unreachable,
+        "neither answered nor left alone: {call}"
+    );
+    Ok(call["ok"] == true)
+}
+
+/// `--enroll ambient`: of the pods in the lab's cgroup, only those Istio's ambient labels enroll
+/// on this node are captured, told apart by their cgroups; relabelling a namespace or a pod
+/// changes that while strait runs.
+#[test]
+fn only_the_pods_ambient_labels_enroll_are_captured() -> Result<()> {
+    if !lab::require_privileges("only_the_pods_ambient_labels_enroll_are_captured") {
+        return Ok(());
+    }
+    let mut lab = Lab::new("enroll")?;
+    let server = lab.add_pod("greeter-0")?;
+    lab.serve_agent(&server, BACKEND_PORT, "greeter-0")?;
+    let member = lab.add_pod("member")?;
+    let opted_out = lab.add_pod("opted-out")?;
+    let elsewhere = lab.add_pod("elsewhere")?;
+
+    let config = tempdir("enroll")?;
+    let write_config = |shop_labels: &str, elsewhere_labels: &str| -> Result<()> {
+        let documents = [
+            service_yaml("greeter", GREETER_VIP, "greeter", &[server.ip]),
+            namespace("shop", shop_labels),
+            namespace("plain", ""),
+            client_pod(&member, "shop", "app: member"),
+            client_pod(&opted_out, "shop", "istio.io/dataplane-mode: none"),
+            client_pod(&elsewhere, "plain", elsewhere_labels),
+        ];
+        fs::write(config.join("lab.yaml"), manifests::documents(documents))?;
+        Ok(())
+    };
+    write_config("istio.io/dataplane-mode: ambient", "app: elsewhere")?;
+    let args = ["--enroll", "ambient", "--node-name", LAB_NODE];
+    let _strait = lab.start_strait(&config, &args)?;
+
+    assert!(
+        captured(&mut lab, &member)?,
+        "a pod of an ambient namespace"
+    );
+    assert!(!captured(&mut lab, &opted_out)?, "a pod that opted out");
+    assert!(
+        !captured(&mut lab, &elsewhere)?,
+        "a pod of a plain namespace"
+    );
+
+    // The namespace leaves the mesh, a pod elsewhere joins it: strait follows the edit.
+    write_config("team: shop", "istio.io/dataplane-mode: ambient")?;
+    let mut states = (true, false);
+    let followed = lab::wait_until(Duration::from_secs(10), || {
+        states = (
+            captured(&mut lab, &member).unwrap_or(true),
+            captured(&mut lab, &elsewhere).unwrap_or(false),
+        );
+        states == (false, true)
+    });
+    assert!(
+        followed,
+        "(member, elsewhere) captured: {states:?}, not (false, true)"
+    );
+    let _ = fs::remove_dir_all(&config);
+    Ok(())
+}

@@ -217,6 +217,8 @@ fn the_daemon_set_names_its_capabilities_and_probes_the_metrics_port() -> Result
     let args = strings(&container["args"]);
     assert!(args.contains("--admin=127.0.0.1:15000"), "{args:?}");
     assert!(args.contains("--kubernetes"), "{args:?}");
+    assert!(args.contains("--enroll=ambient"), "{args:?}");
+    assert!(args.contains("--node-name=$(NODE_NAME)"), "{args:?}");
     let mounts: BTreeSet<_> = container["volumeMounts"]
         .as_sequence()
         .into_iter()

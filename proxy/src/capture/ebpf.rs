@@ -7,6 +7,7 @@
 
 use std::{
     collections::BTreeSet,
+    fmt,
     fs::File,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -20,11 +21,12 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use strait_common::{
-    maps, programs, ConnTuple, Counters, ProxyConfig, ServiceFlags, SockAddr, PROXY_SOCKET_MARK,
+    maps, programs, ConnTuple, Counters, ProxyConfig, ServiceFlags, SockAddr, ENROLL_ALL,
+    ENROLL_LISTED, PROXY_SOCKET_MARK,
 };
 use tracing::{info, warn};
 
-use super::pins::PinDir;
+use super::{enrollment::Enrollment, pins::PinDir};
 
 /// The kernel object: `--ebpf-object PATH`, else the one embedded at build time.
 pub fn object_bytes(path: Option<&Path>) -> Result<Vec<u8>> {
@@ -57,9 +59,9 @@ pub struct KernelCapture {
     _ebpf: Ebpf,
     pins: PinDir,
     cgroup: PathBuf,
-    services: HashMap<MapData, SockAddr, ServiceFlags>,
-    /// What `services` holds, so a sync writes only the difference.
-    installed: BTreeSet<SockAddr>,
+    services: KernelSet<SockAddr, ServiceFlags>,
+    /// The cgroups of the enrolled pods (read only with [`Enrollment::Ambient`]).
+    enrolled: KernelSet<u64, u32>,
     proxy: Array<MapData, ProxyConfig>,
     proxy_config: ProxyConfig,
     orig_dst: Arc<OrigDstTable>,
@@ -68,14 +70,16 @@ pub struct KernelCapture {
 
 impl KernelCapture {
     /// Loads the object on the maps pinned in `pins` (made there if none are), points the kernel
-    /// at `outbound`, installs `services`, then attaches the programs to `cgroup`: nothing is
-    /// redirected before the maps are ready.
+    /// at `outbound`, installs `services` and the `enrolled` pods' cgroups, then attaches the
+    /// programs to `cgroup`: nothing is redirected before the maps are ready.
     pub fn attach(
         object: &[u8],
         cgroup: &Path,
         pins: PinDir,
         outbound: SocketAddr,
+        enrollment: &Enrollment,
         services: &BTreeSet<SockAddr>,
+        enrolled: &BTreeSet<u64>,
     ) -> Result<Self> {
         let mut loader = EbpfLoader::new();
         let pin_paths: Vec<(&str, PathBuf)> = maps::ALL
@@ -86,27 +90,29 @@ impl KernelCapture {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(object).context("loading the eBPF object")?;
-        let services_map: HashMap<MapData, SockAddr, ServiceFlags> =
-            take_map(&mut ebpf, maps::SERVICES)?;
-        // A predecessor's entries: the first sync removes those the config no longer has.
-        let installed = services_map.keys().filter_map(Result::ok).collect();
         let mut capture = Self {
             pins,
-            services: services_map,
+            services: KernelSet::open(take_map(&mut ebpf, maps::SERVICES)?, 0, maps::SERVICES),
+            enrolled: KernelSet::open(take_map(&mut ebpf, maps::ENROLLED)?, 0, maps::ENROLLED),
             proxy: take_map(&mut ebpf, maps::PROXY)?,
             orig_dst: Arc::new(OrigDstTable(take_map(&mut ebpf, maps::ORIG_DST_BY_TUPLE)?)),
             counters: Arc::new(KernelCounters(take_map(&mut ebpf, maps::COUNTERS)?)),
-            installed,
             proxy_config: ProxyConfig {
                 outbound: SockAddr::from(outbound),
                 mark: PROXY_SOCKET_MARK,
                 heartbeat_ns: 0,
+                enroll: match enrollment {
+                    Enrollment::All => ENROLL_ALL,
+                    Enrollment::Ambient { .. } => ENROLL_LISTED,
+                },
+                reserved: 0,
             },
             cgroup: cgroup.to_path_buf(),
             _ebpf: ebpf,
         };
         capture.heartbeat()?;
         capture.sync_services(services)?;
+        capture.sync_enrolled(enrolled)?;
         capture.attach_programs()?;
         Ok(capture)
     }
@@ -147,31 +153,12 @@ impl KernelCapture {
 
     /// Makes the kernel's Service map equal to `wanted`, touching only what changed.
     pub fn sync_services(&mut self, wanted: &BTreeSet<SockAddr>) -> Result<SyncStats> {
-        let mut stats = SyncStats::default();
-        for gone in self
-            .installed
-            .difference(wanted)
-            .copied()
-            .collect::<Vec<_>>()
-        {
-            self.services.remove(&gone).with_context(|| {
-                format!("removing {} from the SERVICES map", gone.socket_addr())
-            })?;
-            self.installed.remove(&gone);
-            stats.removed += 1;
-        }
-        for new in wanted
-            .difference(&self.installed)
-            .copied()
-            .collect::<Vec<_>>()
-        {
-            self.services
-                .insert(new, 0, 0)
-                .with_context(|| format!("adding {} to the SERVICES map", new.socket_addr()))?;
-            self.installed.insert(new);
-            stats.added += 1;
-        }
-        Ok(stats)
+        self.services.sync(wanted)
+    }
+
+    /// Makes the kernel's enrolled cgroups equal to `wanted`.
+    pub fn sync_enrolled(&mut self, wanted: &BTreeSet<u64>) -> Result<SyncStats> {
+        self.enrolled.sync(wanted)
     }
 
     /// Detaches the programs; removes the pinned maps too unless another strait runs on them
@@ -218,6 +205,50 @@ impl KernelCapture {
 pub struct SyncStats {
     pub added: usize,
     pub removed: usize,
+}
+
+/// A kernel hash map used as a set, kept equal to what user space wants with the fewest writes.
+struct KernelSet<K, V> {
+    map: HashMap<MapData, K, V>,
+    /// What `map` holds, so a sync writes only the difference.
+    installed: BTreeSet<K>,
+    value: V,
+    name: &'static str,
+}
+
+impl<K: aya::Pod + Ord + fmt::Display, V: aya::Pod> KernelSet<K, V> {
+    /// `map` with what it already holds: a pinned map keeps a predecessor's entries, which the
+    /// first sync removes if they are no longer wanted.
+    fn open(map: HashMap<MapData, K, V>, value: V, name: &'static str) -> Self {
+        let installed = map.keys().filter_map(Result::ok).collect();
+        Self {
+            map,
+            installed,
+            value,
+            name,
+        }
+    }
+
+    fn sync(&mut self, wanted: &BTreeSet<K>) -> Result<SyncStats> {
+        let mut stats = SyncStats::default();
+        let gone: Vec<K> = self.installed.difference(wanted).copied().collect();
+        for key in gone {
+            self.map
+                .remove(&key)
+                .with_context(|| format!("removing {key} from the {} map", self.name))?;
+            self.installed.remove(&key);
+            stats.removed += 1;
+        }
+        let new: Vec<K> = wanted.difference(&self.installed).copied().collect();
+        for key in new {
+            self.map
+                .insert(key, self.value, 0)
+                .with_context(|| format!("adding {key} to the {} map", self.name))?;
+            self.installed.insert(key);
+            stats.added += 1;
+        }
+        Ok(stats)
+    }
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>

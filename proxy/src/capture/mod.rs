@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 pub mod ebpf;
+pub mod enrollment;
 pub mod iptables;
 pub mod pins;
 

@@ -1,6 +1,6 @@
 //! What to say about a field strait did not read. Nothing is dropped silently except standard
 //! Kubernetes fields that cannot change how strait routes (what `kubectl get -o yaml` adds:
-//! `status`, `metadata.uid`, node-port and load-balancer settings, a Pod's container images...).
+//! `status`, `metadata.resourceVersion`, node-port and load-balancer settings, a Pod's container images...).
 //! Fields of the Istio API that strait does not implement are "not supported"; anything else is
 //! taken for a typo and named as an unknown field.
 
@@ -23,7 +23,6 @@ const COMMON: &[Rule] = &[
     ("apiVersion", Standard),
     ("kind", Standard),
     ("status", Standard),
-    ("metadata.uid", Standard),
     ("metadata.resourceVersion", Standard),
     ("metadata.generation", Standard),
     ("metadata.generateName", Standard),

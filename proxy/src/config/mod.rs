@@ -61,7 +61,9 @@ pub use self::{
     identity::WorkloadIdentity,
     kinds::Kind,
     load::{load, load_str, load_texts, LoadError, Loaded},
-    model::{Backend, Endpoint, EndpointSource, Model, Service, ServicePort, ServicePortRef},
+    model::{
+        Backend, Endpoint, EndpointSource, EnrolledPod, Model, Service, ServicePort, ServicePortRef,
+    },
     policy::{ConnectionPool, H2UpgradePolicy, OutlierDetection, TrafficPolicy},
     route::{
         Abort, AbortStatus, Delay, Destinations, Fault, GrpcCodes, HeaderChange, HeaderChanges,

@@ -6,9 +6,11 @@
 //! ```
 //! Nothing links the lab to the host's network and no namespace has a default route: a
 //! connection to a Service address that is not captured fails inside the lab, never leaves it.
-//! Captured pods' processes join the lab's cgroup v2 directory before they exec, so every socket
-//! they create is seen by cgroup BPF programs attached there; the node and uncaptured pods stay
-//! in the parent's cgroup.
+//! Captured pods' processes join a cgroup of their own below the lab's cgroup v2 directory
+//! (`pod<uid>`, as kubelet's cgroupfs driver names a pod's) before they exec, so every socket
+//! they create is seen by cgroup BPF programs attached to the lab's, and strait can tell the
+//! pods apart by cgroup (`--enroll ambient`); the node and uncaptured pods stay in the parent's
+//! cgroup.
 //!
 //! [`Lab`]'s `Drop` stops its processes and removes everything it made, also when a test panics.
 //! Leftovers of killed runs are found by name (see [`Lab::down_leftovers`]).
@@ -78,7 +80,9 @@ impl LabConfig {
 pub struct Pod {
     pub name: String,
     pub ip: Ipv4Addr,
-    /// Whether its processes join the lab's cgroup (and so are seen by capture).
+    /// What a Pod manifest's `metadata.uid` says for it: its cgroup is `pod<uid>`.
+    pub uid: String,
+    /// Whether its processes join its cgroup below the lab's (and so are seen by capture).
     pub captured: bool,
     netns: String,
 }
@@ -162,7 +166,7 @@ impl Lab {
         format!("{}/24", self.host_ip(0))
     }
 
-    /// A pod whose processes are captured: they join the lab cgroup.
+    /// A pod whose processes are captured: they join its cgroup below the lab's.
     pub fn add_pod(&mut self, name: &str) -> Result<Pod> {
         self.attach_pod(name, true)
     }
@@ -203,11 +207,12 @@ impl Lab {
             .expect("a built lab has a node namespace")
     }
 
-    /// `program` in `pod`'s namespace; in the lab cgroup when the pod is captured.
+    /// `program` in `pod`'s namespace; in its cgroup below the lab's when the pod is captured.
     pub fn pod_command(&self, pod: &Pod, program: impl AsRef<OsStr>) -> Command {
         let netns = netns::open(&pod.netns).expect("the pod's namespace exists while the lab does");
         let procs = pod.captured.then(|| {
-            cgroup::open_procs(&self.cgroup).expect("the lab cgroup exists while the lab does")
+            cgroup::open_procs(&self.pod_cgroup(pod))
+                .expect("a pod's cgroup exists while the lab does")
         });
         let mut cmd = Command::new(program);
         // SAFETY: the hook only makes syscalls on descriptors it owns. Joining the cgroup comes
@@ -348,11 +353,20 @@ impl Lab {
         let pod = Pod {
             name: name.to_owned(),
             ip: self.host_ip(host),
+            uid: pod_uid(host),
             captured,
             netns,
         };
+        if captured {
+            cgroup::create(&self.pod_cgroup(&pod))?;
+        }
         self.pods.push(pod.clone());
         Ok(pod)
+    }
+
+    /// A captured pod's cgroup, below the lab's.
+    pub fn pod_cgroup(&self, pod: &Pod) -> PathBuf {
+        self.cgroup.join(format!("pod{}", pod.uid))
     }
 
     fn add_netns(&mut self, name: &str) -> Result<()> {
@@ -397,6 +411,11 @@ impl Drop for Lab {
 }
 
 /// `ip -n NETNS ARGS...`
+/// A UUID like the API server's, fixed by the pod's host number (and so its address).
+fn pod_uid(host: u8) -> String {
+    format!("5e1ab000-0000-4000-8000-{host:012}")
+}
+
 fn ip_in(netns: &str, args: &[&str]) -> Result<()> {
     netns::ip(&[&["-n", netns][..], args].concat())?;
     Ok(())

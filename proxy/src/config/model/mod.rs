@@ -4,6 +4,7 @@
 
 mod backends;
 mod endpoints;
+mod enrollment;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -13,7 +14,7 @@ use std::{
 
 use self::backends::{PortBackends, Serving};
 pub(crate) use self::endpoints::{selected, Workload};
-pub use self::{backends::Backend, endpoints::EndpointSource};
+pub use self::{backends::Backend, endpoints::EndpointSource, enrollment::EnrolledPod};
 use super::{
     bindings::Bindings,
     gateway::Gateways,
@@ -200,6 +201,8 @@ pub struct Model {
     gateways: Gateways,
     /// Pods and WorkloadEntries by IP: where requests come from, for `sourceLabels` matches.
     sources: HashMap<IpAddr, route::Source>,
+    /// The pods to capture, on every node.
+    enrolled: Vec<EnrolledPod>,
 }
 
 impl Model {
@@ -225,6 +228,7 @@ impl Model {
         let mut model = Self {
             services,
             sources: sources(resources),
+            enrolled: enrollment::enrolled(resources),
             ..Self::default()
         };
         for (index, service) in model.services.iter().enumerate() {
@@ -363,6 +367,11 @@ impl Model {
     /// The workload (Pod or WorkloadEntry) at `ip`, for routes matching on the client.
     pub fn source(&self, ip: IpAddr) -> Option<&route::Source> {
         self.sources.get(&ip.to_canonical())
+    }
+
+    /// The pods enrolled on `node` (ambient mode's labels), whose connections are captured.
+    pub fn enrolled_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a EnrolledPod> {
+        self.enrolled.iter().filter(move |pod| pod.node == node)
     }
 
     /// Every (cluster IP, TCP port): what the kernel must capture. Sorted.

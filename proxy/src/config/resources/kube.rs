@@ -147,9 +147,15 @@ impl Pod {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// The node it was scheduled to.
+    pub node_name: Option<String>,
+    /// In the node's network namespace: never captured.
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

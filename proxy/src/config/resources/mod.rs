@@ -32,6 +32,8 @@ pub struct ObjectMeta {
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     pub creation_timestamp: Option<Timestamp>,
+    /// Set by the API server; a Pod's names its cgroup on the node (enrollment).
+    pub uid: Option<String>,
 }
 
 fn default_namespace() -> String {
