@@ -140,7 +140,7 @@ fn enrolled(proxy: &ProxyConfig) -> bool {
             return false;
         }
         // SAFETY: only the presence is read.
-        if unsafe { ENROLLED.get(&id) }.is_some() {
+        if unsafe { ENROLLED.get(id) }.is_some() {
             return true;
         }
     }
@@ -205,7 +205,7 @@ fn on_established(ctx: &SockOpsContext) {
     };
     let tuple = conn_tuple(ctx);
     // SAFETY: the value is copied out before the map can change.
-    if unsafe { ORIG_DST_TUPLE.get(&tuple) }.copied() == Some(orig) {
+    if unsafe { ORIG_DST_TUPLE.get(tuple) }.copied() == Some(orig) {
         return;
     }
     let _ = ORIG_DST_TUPLE.insert(tuple, orig, 0);
