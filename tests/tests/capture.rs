@@ -588,20 +588,6 @@ fn namespace(name: &str, labels: &str) -> String {
     format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n")
 }
 
-/// Whether a call from `pod` to the greeter is captured: answered by it, or (uncaptured) not
-/// routed at all in the lab.
-fn captured(lab: &mut Lab, pod: &Pod) -> Result<bool> {
-    let call = lab.agent_call(pod, GREETER_VIP, 10, Duration::from_secs(5))?;
-    let unreachable = call["error"]
-        .as_str()
-        .is_some_and(|e| e.contains("unreachable"));
-    anyhow::ensure!(
-        call["ok"] == true || unreachable,
-        "neither answered nor left alone: {call}"
-    );
-    Ok(call["ok"] == true)
-}
-
 /// `--enroll ambient`: of the pods in the lab's cgroup, only those Istio's ambient labels enroll
 /// on this node are captured, told apart by their cgroups; relabelling a namespace or a pod
 /// changes that while strait runs.
@@ -635,12 +621,15 @@ fn only_the_pods_ambient_labels_enroll_are_captured() -> Result<()> {
     let _strait = lab.start_strait(&config, &args)?;
 
     assert!(
-        captured(&mut lab, &member)?,
+        lab.is_captured(&member, GREETER_VIP)?,
         "a pod of an ambient namespace"
     );
-    assert!(!captured(&mut lab, &opted_out)?, "a pod that opted out");
     assert!(
-        !captured(&mut lab, &elsewhere)?,
+        !lab.is_captured(&opted_out, GREETER_VIP)?,
+        "a pod that opted out"
+    );
+    assert!(
+        !lab.is_captured(&elsewhere, GREETER_VIP)?,
         "a pod of a plain namespace"
     );
 
@@ -649,8 +638,8 @@ fn only_the_pods_ambient_labels_enroll_are_captured() -> Result<()> {
     let mut states = (true, false);
     let followed = lab::wait_until(Duration::from_secs(10), || {
         states = (
-            captured(&mut lab, &member).unwrap_or(true),
-            captured(&mut lab, &elsewhere).unwrap_or(false),
+            lab.is_captured(&member, GREETER_VIP).unwrap_or(true),
+            lab.is_captured(&elsewhere, GREETER_VIP).unwrap_or(false),
         );
         states == (false, true)
     });

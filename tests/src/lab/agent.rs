@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 
 use super::{lab_agent_bin, wait_for_line, ChildHandle, Lab, Pod};
@@ -60,6 +60,20 @@ impl Lab {
         let output = self.output(cmd)?;
         let line = output.lines().next().context("the agent printed nothing")?;
         serde_json::from_str(line).with_context(|| format!("agent output: {line}"))
+    }
+
+    /// Whether a call from `pod` to the Service address `to` is captured: answered through
+    /// strait, or (not captured) unroutable in the lab. Anything else is an error.
+    pub fn is_captured(&mut self, pod: &Pod, to: &str) -> Result<bool> {
+        let call = self.agent_call(pod, to, 10, Duration::from_secs(5))?;
+        let unreachable = call["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unreachable"));
+        ensure!(
+            call["ok"] == true || unreachable,
+            "neither answered nor left alone: {call}"
+        );
+        Ok(call["ok"] == true)
     }
 
     /// Starts the load generator in `pod`: `workers` loops of short connections to `to` for

@@ -46,7 +46,9 @@ pub use names::RESOURCE_PREFIX;
 pub use privileges::{
     cgroup2_root, ensure_bpffs, is_root, require_privileges, skip_or_fail, REQUIRE_ENV,
 };
-pub use strait::{free_local_addr, sum_samples, Capture, LocalStrait, OUTBOUND_PORT, STRAIT_ADMIN};
+pub use strait::{
+    free_local_addr, sum_samples, Capture, LocalStrait, Source, OUTBOUND_PORT, STRAIT_ADMIN,
+};
 
 use child::{Process, STOP_GRACE};
 use names::{Names, BRIDGE, POD_IFACE};

@@ -19,6 +19,15 @@ pub const OUTBOUND_PORT: u16 = 15001;
 const METRICS_PORT: u16 = 15020;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Where a lab's strait reads its config.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// `--config` files or directories.
+    Files(&'a Path),
+    /// `--kubernetes`, with this kubeconfig.
+    Kubernetes { kubeconfig: &'a Path },
+}
+
 impl Lab {
     /// Starts strait on `config` with capture of the lab's cgroup (add `--capture ...` to
     /// `extra` for another mode) and returns once `/healthz/ready` answers.
@@ -27,11 +36,24 @@ impl Lab {
         config: &Path,
         extra: &[S],
     ) -> Result<ChildHandle> {
+        self.start_strait_from(Source::Files(config), extra)
+    }
+
+    /// As [`start_strait`](Self::start_strait), with the config from `source`.
+    pub fn start_strait_from<S: AsRef<OsStr>>(
+        &mut self,
+        source: Source<'_>,
+        extra: &[S],
+    ) -> Result<ChildHandle> {
         let mut cmd = self.node_command(strait_bin());
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .arg("--outbound")
+        cmd.arg("run");
+        match source {
+            Source::Files(config) => cmd.arg("--config").arg(config),
+            Source::Kubernetes { kubeconfig } => {
+                cmd.arg("--kubernetes").env("KUBECONFIG", kubeconfig)
+            }
+        };
+        cmd.arg("--outbound")
             .arg(format!("{}:{OUTBOUND_PORT}", self.node_ip()))
             .arg("--cgroup")
             .arg(self.cgroup_dir())

@@ -9,8 +9,6 @@
 //! object deleted while the watch was down goes too.
 
 mod objects;
-#[cfg(test)]
-mod tests;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

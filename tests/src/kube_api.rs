@@ -1,6 +1,7 @@
-//! A fake API server for the watcher tests, behind kube's own `Client` (over a tower service,
-//! kube-rs's way of mocking the API). It answers what kube's watcher asks as the API server
-//! does, with the JSON the API server sends: lists with a resourceVersion and items without
+//! A fake Kubernetes API server, for strait's `--kubernetes` source: in process behind kube's own
+//! `Client` (over a tower service, kube-rs's way of mocking the API), or over HTTP for a strait
+//! process (`serve`, with a kubeconfig pointing at it). It answers what kube's watcher asks as
+//! the API server does, with the JSON the API server sends: lists with a resourceVersion and items without
 //! their kind, watches as a stream of `{"type": ..., "object": ...}` lines (ADDED, MODIFIED,
 //! DELETED, BOOKMARK), resumed from a resourceVersion out of its history, and a watch from a
 //! version it no longer has answered with the ERROR event of a 410 Gone `Status`.
@@ -8,14 +9,18 @@
 use std::{
     collections::{BTreeMap, HashMap},
     convert::Infallible,
+    net::SocketAddr,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
 };
 
 use bytes::Bytes;
 use futures_util::stream;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body::Frame;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use kube::Client;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -49,14 +54,51 @@ struct Collection {
 }
 
 impl ApiServer {
-    /// A kube `Client` whose requests this server answers.
+    /// A kube `Client` whose requests this server answers, in process.
     pub fn client(&self) -> Client {
         let server = self.clone();
         let service = tower::service_fn(move |request: Request<kube::client::Body>| {
-            let response = server.answer(&request);
+            let response = server.answer(request.uri());
             async move { Ok::<_, Infallible>(response) }
         });
         Client::new(service, "default")
+    }
+
+    /// Serves HTTP/1.1 on `listener` (made wherever the client is: a lab's node namespace)
+    /// until the runtime it is spawned on ends.
+    pub fn serve(&self, listener: std::net::TcpListener) -> std::io::Result<()> {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let server = self.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = server.clone();
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let response = server.answer(request.uri());
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                tokio::spawn(async move {
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    // A watch ends when its client goes: not an error here.
+                    let _ = connection.await;
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// A kubeconfig in `dir` pointing at this server on `addr` (plain HTTP, a token user).
+    pub fn kubeconfig(dir: &Path, addr: SocketAddr) -> std::io::Result<PathBuf> {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: lab\n\
+             clusters: [{{name: lab, cluster: {{server: 'http://{addr}'}}}}]\n\
+             users: [{{name: lab, user: {{token: lab}}}}]\n\
+             contexts: [{{name: lab, context: {{cluster: lab, user: lab}}}}]\n"
+        );
+        std::fs::write(&path, text)?;
+        Ok(path)
     }
 
     /// Creates or replaces `object` (with its `apiVersion`, `kind` and metadata), as `kubectl
@@ -140,8 +182,7 @@ impl ApiServer {
             .collect()
     }
 
-    fn answer(&self, request: &Request<kube::client::Body>) -> Response<Body> {
-        let uri = request.uri();
+    fn answer(&self, uri: &Uri) -> Response<Body> {
         let query: HashMap<String, String> =
             form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
                 .into_owned()

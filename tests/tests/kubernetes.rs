@@ -1,18 +1,15 @@
-//! The Kubernetes source against a fake API server (`api_server.rs`) behind kube's Client:
+//! strait's Kubernetes source (`--kubernetes`) against a fake API server
+//! (`strait_tests::kube_api`) behind kube's Client:
 //! every kind's add, update and delete reaches the model, which is always the model the same
 //! objects give when loaded from a file; a dropped watch resumes from its resourceVersion (or a
 //! bookmark's) without losing an event; a 410 Gone relists; a bad update keeps the last good.
-
-mod api_server;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use base64::Engine;
 use serde_json::{json, Value};
-
-use self::api_server::ApiServer;
-use super::watch_cluster;
-use crate::config::{load_str, ConfigWatch, Model};
+use strait::config::{kubernetes::watch_cluster, load_str, ConfigWatch, Model};
+use strait_tests::kube_api::ApiServer;
 
 /// Long enough for the debounce, a load and, after a 410, kube's backoff before it relists.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -432,4 +429,125 @@ async fn an_unreadable_update_keeps_the_objects_last_good_version() {
         service.ports[0].port, 50051,
         "the Service's last good version"
     );
+}
+
+mod in_the_lab {
+    //! `strait run --kubernetes --enroll ambient` in a lab, on the fake API server over HTTP:
+    //! what the API says reaches the kernel's maps. A Service deleted and added again stops and
+    //! resumes capture (the Service map); a namespace relabelled and a pod labelled move capture
+    //! from one pod to another (the enrolled cgroups).
+
+    use std::{fs, time::Duration};
+
+    use anyhow::Result;
+    use serde_json::{json, Value};
+    use strait_tests::{
+        kube_api::ApiServer,
+        lab::{self, Lab, Pod, Source},
+    };
+
+    const VIP: &str = "10.96.0.10";
+    const GREETER: &str = "10.96.0.10:80";
+    const NODE: &str = "lab-node";
+    /// Until a change on the API server shows in what the kernel captures.
+    const FOLLOW: Duration = Duration::from_secs(10);
+
+    fn namespace(name: &str, labels: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": name, "labels": labels}})
+    }
+
+    fn service() -> Value {
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "greeter", "namespace": "default"},
+               "spec": {"clusterIP": VIP, "selector": {"app": "greeter"},
+                        "ports": [{"name": "tcp-greeter", "port": 80, "targetPort": 8080}]}})
+    }
+
+    fn pod(pod: &Pod, namespace: &str, labels: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": pod.name, "namespace": namespace, "uid": pod.uid,
+                            "labels": labels},
+               "spec": {"nodeName": NODE},
+               "status": {"phase": "Running", "podIP": pod.ip.to_string()}})
+    }
+
+    /// Waits until calls from `member` and `other` are captured as `expected` says.
+    fn follows(lab: &mut Lab, (member, other): (&Pod, &Pod), expected: (bool, bool)) -> bool {
+        lab::wait_until(FOLLOW, || {
+            let now = (
+                lab.is_captured(member, GREETER).ok(),
+                lab.is_captured(other, GREETER).ok(),
+            );
+            now == (Some(expected.0), Some(expected.1))
+        })
+    }
+
+    #[test]
+    fn what_the_api_says_reaches_the_kernel() -> Result<()> {
+        if !lab::require_privileges("what_the_api_says_reaches_the_kernel") {
+            return Ok(());
+        }
+        let mut lab = Lab::new("kube")?;
+        let server = lab.add_pod("greeter-0")?;
+        lab.serve_agent(&server, 8080, "greeter-0")?;
+        let member = lab.add_pod("member")?;
+        let other = lab.add_pod("other")?;
+
+        let api = ApiServer::default();
+        api.apply(namespace(
+            "shop",
+            json!({"istio.io/dataplane-mode": "ambient"}),
+        ));
+        api.apply(namespace("plain", json!({})));
+        api.apply(service());
+        api.apply(pod(&server, "default", json!({"app": "greeter"})));
+        api.apply(pod(&member, "shop", json!({"app": "member"})));
+        api.apply(pod(&other, "plain", json!({"app": "other"})));
+
+        // The API server listens where strait runs: in the lab's node namespace.
+        let runtime = tokio::runtime::Runtime::new()?;
+        let _in_runtime = runtime.enter();
+        let listener = lab.in_node_netns(|| Ok(std::net::TcpListener::bind("127.0.0.1:0")?))?;
+        let addr = listener.local_addr()?;
+        api.serve(listener)?;
+        let dir = std::env::temp_dir().join(format!("strait-kube-lab-{}", std::process::id()));
+        fs::create_dir_all(&dir)?;
+        let kubeconfig = ApiServer::kubeconfig(&dir, addr)?;
+        let args = ["--enroll", "ambient", "--node-name", NODE];
+        let _strait = lab.start_strait_from(
+            Source::Kubernetes {
+                kubeconfig: &kubeconfig,
+            },
+            &args,
+        )?;
+        let pods = (&member, &other);
+
+        assert!(
+            follows(&mut lab, pods, (true, false)),
+            "the shop pod alone is captured"
+        );
+        api.delete(&service());
+        assert!(
+            follows(&mut lab, pods, (false, false)),
+            "a deleted Service is not captured"
+        );
+        api.apply(service());
+        assert!(
+            follows(&mut lab, pods, (true, false)),
+            "an added Service is captured"
+        );
+        api.apply(namespace("shop", json!({})));
+        api.apply(pod(
+            &other,
+            "plain",
+            json!({"istio.io/dataplane-mode": "ambient"}),
+        ));
+        assert!(
+            follows(&mut lab, pods, (false, true)),
+            "enrollment follows the labels"
+        );
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
 }
