@@ -10,6 +10,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use nix::mount::MsFlags;
 
+use super::names::BPFFS;
+
 /// Set (to anything but `0`) to turn a privilege skip into a failure: CI must never pass by
 /// skipping the tests that matter.
 pub const REQUIRE_ENV: &str = "STRAIT_TESTS_REQUIRE_PRIVILEGES";
@@ -50,7 +52,6 @@ pub fn cgroup2_root() -> Result<PathBuf> {
 
 /// Mounts bpffs at /sys/fs/bpf unless it is there: pinned BPF objects live on it.
 pub fn ensure_bpffs() -> Result<()> {
-    const BPFFS: &str = "/sys/fs/bpf";
     let mounted = mounts()?
         .iter()
         .any(|(mount_point, fs_type)| mount_point == BPFFS && fs_type == "bpf");

@@ -45,6 +45,8 @@ impl Lab {
         source: Source<'_>,
         extra: &[S],
     ) -> Result<ChildHandle> {
+        // strait pins its kernel maps there.
+        super::ensure_bpffs()?;
         let mut cmd = self.node_command(strait_bin());
         cmd.arg("run");
         match source {
