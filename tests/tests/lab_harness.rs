@@ -71,10 +71,14 @@ fn only_captured_pods_join_the_lab_cgroup() -> Result<()> {
     let outsider = lab.add_uncaptured_pod("outsider")?;
     let root = lab::cgroup2_root()?;
     let lab_cgroup = format!("0::/{}", lab.cgroup_dir().strip_prefix(&root)?.display());
+    // A captured pod has a cgroup of its own below the lab's, named as kubelet names a pod's.
+    let pod_cgroup = lab.pod_cgroup(&captured);
+    let pod_cgroup = format!("0::/{}", pod_cgroup.strip_prefix(&root)?.display());
+    assert!(pod_cgroup.starts_with(&format!("{lab_cgroup}/pod")), "{pod_cgroup}");
 
     let cat = |cmd| with_args(cmd, &["/proc/self/cgroup"]);
     let own = lab.output(cat(lab.pod_command(&captured, "cat")))?;
-    assert!(own.lines().any(|l| l == lab_cgroup), "{own}");
+    assert!(own.lines().any(|l| l == pod_cgroup), "{own}");
     for cmd in [lab.pod_command(&outsider, "cat"), lab.node_command("cat")] {
         let cgroups = lab.output(cat(cmd))?;
         assert!(!cgroups.contains(&lab_cgroup), "{cgroups}");
