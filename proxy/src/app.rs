@@ -83,7 +83,12 @@ pub async fn run(options: RunOptions) -> Result<()> {
                 .await
                 .context("connecting to the Kubernetes API")?;
             info!("listing Services, Pods and Istio's resources from the Kubernetes API");
-            config::kubernetes::watch_cluster(client).await
+            // Only a strait that serves Gateways needs their certificates.
+            let secrets = match options.gateway {
+                Some(_) => config::kubernetes::Secrets::Read,
+                None => config::kubernetes::Secrets::Ignored,
+            };
+            config::kubernetes::watch_cluster(client, secrets).await
         }
     };
     let model = config.models.clone();

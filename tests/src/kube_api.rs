@@ -41,6 +41,8 @@ struct State {
     collections: HashMap<String, Collection>,
     /// Every request's path and query, in order.
     requests: Vec<String>,
+    /// Kinds not served (their CRD not installed): 404 Not Found.
+    absent: Vec<&'static str>,
 }
 
 /// Objects of one kind, e.g. `/api/v1/pods`.
@@ -160,6 +162,18 @@ impl ApiServer {
         }
     }
 
+    /// Stops serving `kind`, as when its CRD is not installed.
+    pub fn without(&self, kind: &str) {
+        let path = collection(kind);
+        self.lock().absent.push(path);
+    }
+
+    /// Serves `kind` again, as when its CRD is installed.
+    pub fn install(&self, kind: &str) {
+        let path = collection(kind);
+        self.lock().absent.retain(|absent| *absent != path);
+    }
+
     /// Requests so far whose path and query contain `part`.
     pub fn requests_with(&self, part: &str) -> Vec<String> {
         let state = self.lock();
@@ -190,6 +204,10 @@ impl ApiServer {
         let mut state = self.lock();
         state.requests.push(uri.to_string());
         let path = uri.path().to_owned();
+        let served = COLLECTIONS.iter().any(|(_, p)| *p == path);
+        if !served || state.absent.contains(&path.as_str()) {
+            return not_found();
+        }
         if query.get("watch").is_some_and(|w| w == "true") {
             let from: u64 = query
                 .get("resourceVersion")
@@ -283,13 +301,28 @@ fn line(event: &Value) -> Bytes {
     Bytes::from(format!("{event}\n"))
 }
 
-/// The collection path and key of an object: `/api/v1/pods`, (namespace, name).
-fn place(object: &Value) -> (String, (String, String)) {
-    let kind = object["kind"].as_str().expect("kind");
-    let (_, path) = COLLECTIONS
+/// The API server's answer for a resource it does not serve.
+fn not_found() -> Response<Body> {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": "the server could not find the requested resource",
+        "reason": "NotFound", "details": {}, "code": 404});
+    let mut response = Response::new(Full::new(Bytes::from(status.to_string())).boxed_unsync());
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+/// Where `kind` is served.
+fn collection(kind: &str) -> &'static str {
+    COLLECTIONS
         .iter()
         .find(|(k, _)| *k == kind)
-        .unwrap_or_else(|| panic!("no collection serves {kind}"));
+        .map(|(_, path)| *path)
+        .unwrap_or_else(|| panic!("no collection serves {kind}"))
+}
+
+/// The collection path and key of an object: `/api/v1/pods`, (namespace, name).
+fn place(object: &Value) -> (String, (String, String)) {
+    let path = collection(object["kind"].as_str().expect("kind"));
     let metadata = &object["metadata"];
     let namespace = metadata["namespace"].as_str().unwrap_or_default();
     let name = metadata["name"].as_str().expect("metadata.name");

@@ -8,7 +8,10 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use base64::Engine;
 use serde_json::{json, Value};
-use strait::config::{kubernetes::watch_cluster, load_str, ConfigWatch, Model};
+use strait::config::{
+    kubernetes::{watch_cluster, Secrets},
+    load_str, ConfigWatch, Model,
+};
 use strait_tests::kube_api::ApiServer;
 
 /// Long enough for the debounce, a load and, after a 410, kube's backoff before it relists.
@@ -170,12 +173,12 @@ fn cluster() -> ApiServer {
 }
 
 /// The model the server's objects give when loaded from a file, as `strait run -c` would.
-fn from_files(server: &ApiServer) -> Model {
+/// The model the server's objects that `watched` selects give when loaded from a file.
+fn from_files(server: &ApiServer, watched: impl Fn(&Value) -> bool) -> Model {
     let yaml: String = server
         .objects()
         .into_iter()
-        // The watch never asks for them.
-        .filter(|object| object["type"] != "Opaque")
+        .filter(|object| watched(object))
         .map(|object| format!("---\n{}", serde_yaml::to_string(&object).unwrap()))
         .collect();
     let loaded = load_str(Path::new("cluster.yaml"), &yaml);
@@ -184,7 +187,24 @@ fn from_files(server: &ApiServer) -> Model {
 
 /// Waits until the watched model is the one the server's objects give from a file; returns it.
 async fn settled(config: &mut ConfigWatch, server: &ApiServer) -> Arc<Model> {
-    let expected = from_files(server);
+    // The watch never asks for Secrets that are no certificates.
+    settled_to(
+        config,
+        from_files(server, |object| object["type"] != "Opaque"),
+    )
+    .await
+}
+
+/// As [`settled`], for a strait that reads no Secrets.
+async fn settled_without_secrets(config: &mut ConfigWatch, server: &ApiServer) -> Arc<Model> {
+    settled_to(
+        config,
+        from_files(server, |object| object["kind"] != "Secret"),
+    )
+    .await
+}
+
+async fn settled_to(config: &mut ConfigWatch, expected: Model) -> Arc<Model> {
     let reached = tokio::time::timeout(SETTLE, async {
         loop {
             if **config.models.borrow_and_update() == expected {
@@ -219,7 +239,7 @@ type Step = Box<dyn Fn(&ApiServer)>;
 #[tokio::test]
 async fn every_kind_added_changed_and_deleted_reaches_the_model() {
     let server = cluster();
-    let mut config = watch_cluster(server.client()).await;
+    let mut config = watch_cluster(server.client(), Secrets::Read).await;
     let model = settled(&mut config, &server).await;
     // The objects mean something: the Pods and the WorkloadEntry are the Service's endpoints,
     // its cluster IP is captured, the Gateway is served with the Secret's certificate.
@@ -320,7 +340,7 @@ async fn every_kind_added_changed_and_deleted_reaches_the_model() {
 #[tokio::test]
 async fn a_dropped_watch_resumes_from_its_version_without_losing_an_event() {
     let server = cluster();
-    let mut config = watch_cluster(server.client()).await;
+    let mut config = watch_cluster(server.client(), Secrets::Read).await;
     settled(&mut config, &server).await;
     // The watch ends and, before it is made again, a Pod comes and another goes: the resumed
     // watch must replay both from the server's history.
@@ -342,7 +362,7 @@ async fn a_dropped_watch_resumes_from_its_version_without_losing_an_event() {
 #[tokio::test]
 async fn a_bookmark_moves_where_a_dropped_watch_resumes() {
     let server = cluster();
-    let mut config = watch_cluster(server.client()).await;
+    let mut config = watch_cluster(server.client(), Secrets::Read).await;
     settled(&mut config, &server).await;
     let listed_at = revision(&server.apply(virtual_service(80, 20))) - 1;
     // Changes elsewhere move the cluster's revision past the Pods' last event...
@@ -382,7 +402,7 @@ fn revision(object: &Value) -> u64 {
 #[tokio::test]
 async fn after_410_gone_it_lists_again_and_sees_what_went_meanwhile() {
     let server = cluster();
-    let mut config = watch_cluster(server.client()).await;
+    let mut config = watch_cluster(server.client(), Secrets::Read).await;
     settled(&mut config, &server).await;
     server.drop_watches();
     server.delete(&pod("greeter-7d9f-b", "v2", ""));
@@ -401,7 +421,7 @@ async fn after_410_gone_it_lists_again_and_sees_what_went_meanwhile() {
 #[tokio::test]
 async fn an_unreadable_update_keeps_the_objects_last_good_version() {
     let server = cluster();
-    let mut config = watch_cluster(server.client()).await;
+    let mut config = watch_cluster(server.client(), Secrets::Read).await;
     settled(&mut config, &server).await;
     let mut broken = service(50051);
     broken["spec"]["ports"] = json!("all of them");
@@ -429,6 +449,34 @@ async fn an_unreadable_update_keeps_the_objects_last_good_version() {
         service.ports[0].port, 50051,
         "the Service's last good version"
     );
+}
+
+/// A cluster without Istio's CRDs: strait serves its Services, and reads Istio's kinds once
+/// they are installed.
+#[tokio::test]
+async fn a_kind_the_cluster_does_not_serve_is_awaited_not_required() {
+    let server = ApiServer::default();
+    server.without("DestinationRule");
+    server.apply(namespace());
+    server.apply(service(50051));
+    server.apply(pod("greeter-7d9f-a", "v1", "10.244.1.5"));
+    let mut config = watch_cluster(server.client(), Secrets::Read).await;
+    let model = settled(&mut config, &server).await;
+    assert_eq!(endpoints(&model), ["10.244.1.5:50051"]);
+    server.install("DestinationRule");
+    server.apply(destination_rule(&["v1"]));
+    let model = settled(&mut config, &server).await;
+    let port = &model.service("greeter", "default").unwrap().ports[0];
+    assert!(port.subsets.contains_key("v1"), "{:?}", port.subsets.keys());
+}
+
+/// Without Gateways to serve, strait never asks for Secrets.
+#[tokio::test]
+async fn secrets_are_read_only_for_gateways() {
+    let server = cluster();
+    let mut config = watch_cluster(server.client(), Secrets::Ignored).await;
+    settled_without_secrets(&mut config, &server).await;
+    assert_eq!(server.requests_with("secrets"), Vec::<String>::new());
 }
 
 mod in_the_lab {

@@ -74,7 +74,10 @@ fn only_captured_pods_join_the_lab_cgroup() -> Result<()> {
     // A captured pod has a cgroup of its own below the lab's, named as kubelet names a pod's.
     let pod_cgroup = lab.pod_cgroup(&captured);
     let pod_cgroup = format!("0::/{}", pod_cgroup.strip_prefix(&root)?.display());
-    assert!(pod_cgroup.starts_with(&format!("{lab_cgroup}/pod")), "{pod_cgroup}");
+    assert!(
+        pod_cgroup.starts_with(&format!("{lab_cgroup}/pod")),
+        "{pod_cgroup}"
+    );
 
     let cat = |cmd| with_args(cmd, &["/proc/self/cgroup"]);
     let own = lab.output(cat(lab.pod_command(&captured, "cat")))?;

@@ -31,23 +31,31 @@ use super::{
     Model,
 };
 
-/// The kinds strait reads from the API, and how to ask for them.
-const WATCHED: [Watched; 8] = [
+/// The kinds strait always reads from the API, and how to ask for them.
+const WATCHED: [Watched; 7] = [
     Watched::core(Kind::Namespace),
     Watched::core(Kind::Service),
     Watched::core(Kind::Pod),
-    // Gateway certificates only: RBAC cannot narrow the Secrets strait may read, but the
-    // watch can narrow what it asks for.
-    Watched {
-        kind: Kind::Secret,
-        group: "",
-        fields: Some("type=kubernetes.io/tls"),
-    },
     Watched::istio(Kind::VirtualService),
     Watched::istio(Kind::DestinationRule),
     Watched::istio(Kind::Gateway),
     Watched::istio(Kind::WorkloadEntry),
 ];
+
+/// Gateway certificates: read only when this strait serves Gateways. RBAC cannot narrow the
+/// Secrets strait may read, but the watch can narrow what it asks for.
+const TLS_SECRETS: Watched = Watched {
+    kind: Kind::Secret,
+    group: "",
+    fields: Some("type=kubernetes.io/tls"),
+};
+
+/// Whether strait reads TLS Secrets (for the Gateways it serves).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secrets {
+    Read,
+    Ignored,
+}
 
 /// Istio has served its networking kinds at `v1` since 1.22.
 const ISTIO_VERSION: &str = "v1";
@@ -96,15 +104,20 @@ impl Watched {
     }
 }
 
-/// Follows every watched kind through `client`. Returns once each kind has been listed, with
-/// the model built from all of them; the model follows every change after that, until every
-/// clone of its receiver is dropped.
-pub async fn watch_cluster(client: Client) -> ConfigWatch {
+/// Follows every watched kind through `client`. Returns once each kind has been listed (or
+/// found not served or not allowed: strait then serves without it, and keeps asking), with the
+/// model built from all of them; the model follows every change after that, until every clone
+/// of its receiver is dropped.
+pub async fn watch_cluster(client: Client, secrets: Secrets) -> ConfigWatch {
     let objects = Arc::new(Mutex::new(Objects::default()));
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
     let (synced_tx, mut synced) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
-    for watched in WATCHED {
+    let kinds: Vec<Watched> = match secrets {
+        Secrets::Read => WATCHED.into_iter().chain([TLS_SECRETS]).collect(),
+        Secrets::Ignored => WATCHED.to_vec(),
+    };
+    for &watched in &kinds {
         let api = Api::all_with(client.clone(), &watched.resource());
         let follow = follow_kind(
             watched,
@@ -115,7 +128,7 @@ pub async fn watch_cluster(client: Client) -> ConfigWatch {
         );
         tasks.push(tokio::spawn(follow));
     }
-    for _ in WATCHED {
+    for _ in &kinds {
         // A task ends only when its stream does, which kube's watcher never does.
         let _ = synced.recv().await;
     }
@@ -182,6 +195,16 @@ async fn follow_kind(
             }
             Ok(Event::Apply(object)) => lock(&objects).apply(kind, object),
             Ok(Event::Delete(object)) => lock(&objects).delete(kind, &object),
+            Err(err) if first_sync.is_some() && unavailable(&err) => {
+                // A CRD not installed, or a kind RBAC does not grant: serve without it until
+                // a later list succeeds (the backoff paces the tries).
+                warn!(%kind, %err, "cannot list this kind: serving without it, and trying again");
+                lock(&objects).replace(kind, Vec::new());
+                if let Some(synced) = first_sync.take() {
+                    let _ = synced.send(());
+                }
+                true
+            }
             Err(err) => {
                 // The backoff paces the retry; a 410 Gone ends in a fresh list.
                 warn!(%kind, %err, "Kubernetes watch failed; resuming");
@@ -192,6 +215,15 @@ async fn follow_kind(
             return;
         }
     }
+}
+
+/// Whether a list failed because the kind is not served (404: its CRD is not installed) or not
+/// allowed (403), rather than for a passing reason.
+fn unavailable(err: &watcher::Error) -> bool {
+    matches!(
+        err,
+        watcher::Error::InitialListFailed(kube::Error::Api(status)) if matches!(status.code, 403 | 404)
+    )
 }
 
 /// Rebuilds the model after each burst of changes; ends when nobody follows the model.
