@@ -196,19 +196,17 @@ pub fn strait_sockops(ctx: SockOpsContext) -> u32 {
 
 /// A captured client's connection to the proxy is up: publish its original destination under
 /// the 4-tuple the proxy will see after `accept()`, and count it. While a new strait takes over
-/// from the old, both instances of this program run (on the same pinned maps): the second finds
-/// the entry the first made and counts nothing.
+/// from the old, both instances of this program run (on the same pinned maps): the second sees
+/// the state callback the first asked for on this socket, and does nothing.
 #[inline(always)]
 fn on_established(ctx: &SockOpsContext) {
     let Some(orig) = original_destination(ctx) else {
         return;
     };
-    let tuple = conn_tuple(ctx);
-    // SAFETY: the value is copied out before the map can change.
-    if unsafe { ORIG_DST_TUPLE.get(tuple) }.copied() == Some(orig) {
+    if ctx.cb_flags() & BPF_SOCK_OPS_STATE_CB_FLAG != 0 {
         return;
     }
-    let _ = ORIG_DST_TUPLE.insert(tuple, orig, 0);
+    let _ = ORIG_DST_TUPLE.insert(conn_tuple(ctx), orig, 0);
     count(&orig, |c| c.opened += 1);
     // Ask for state changes so the close is seen and its bytes counted.
     let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_STATE_CB_FLAG) as i32);
