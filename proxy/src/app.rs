@@ -62,6 +62,8 @@ pub struct RunOptions {
     pub bpf_pin_dir: PathBuf,
     /// Whose connections are captured.
     pub enrollment: Enrollment,
+    /// `--ready-file`: this instance's readiness, for an exec probe.
+    pub ready_file: Option<PathBuf>,
     pub ebpf_object: Option<PathBuf>,
     /// With iptables capture: pod network namespaces to listen in (at the outbound port).
     pub pod_netns: Vec<PathBuf>,
@@ -76,6 +78,7 @@ pub struct RunOptions {
 }
 
 pub async fn run(options: RunOptions) -> Result<()> {
+    let ready_file = handover::ReadyFile::new(options.ready_file.clone())?;
     let config = match &options.config {
         ConfigSource::Files(paths) => config::watch(paths.clone()).context("loading the config")?,
         ConfigSource::Kubernetes => {
@@ -197,9 +200,11 @@ pub async fn run(options: RunOptions) -> Result<()> {
         );
     }
     state.ready.store(true, Ordering::Release);
+    ready_file.ready()?;
     info!(outbound = %options.outbound, admin = %options.admin, capture = ?options.capture, "strait is ready");
 
     let signal = shutdown_signal().await?;
+    ready_file.unready();
     info!(signal, "shutting down: capture off, draining connections");
     shutdown.cancel();
     if let Some(task) = kernel_task {

@@ -56,6 +56,12 @@ enum Command {
     /// Explain what the config makes of a resource.
     #[command(subcommand)]
     Describe(Describe),
+    /// Exit 0 when the strait running with `--ready-file PATH` is ready (a readiness probe
+    /// that asks that instance, not whichever strait holds the node's shared ports).
+    Probe {
+        #[arg(long)]
+        ready_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +148,10 @@ struct RunArgs {
     /// (standard output); in Istio's text format, or JSON with `--log-format json`.
     #[arg(long, value_name = "PATH|-")]
     access_log: Option<access_log::Sink>,
+    /// A file written when strait is ready and removed when it shuts down, for an exec
+    /// readiness probe (`strait probe --ready-file PATH`).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
     /// strait's own log and the access log: text, or one JSON object a line.
     #[arg(long, value_enum, default_value_t = logging::LogFormat::Text)]
     log_format: logging::LogFormat,
@@ -149,6 +159,14 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Probe { ready_file } => {
+            if strait::handover::probe(&ready_file) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("not ready: {} is absent", ready_file.display());
+                ExitCode::FAILURE
+            }
+        }
         Command::Validate { strict, paths } => {
             let code = config::validate_command(&paths, strict, &mut std::io::stdout().lock());
             ExitCode::from(code as u8)
@@ -209,6 +227,7 @@ fn run(args: Box<RunArgs>, log_levels: logging::LogLevels) -> anyhow::Result<()>
         },
         cgroup: args.cgroup,
         bpf_pin_dir: args.bpf_pin_dir,
+        ready_file: args.ready_file,
         enrollment: match (args.enroll, args.node_name) {
             (EnrollArg::All, _) => Enrollment::All,
             (EnrollArg::Ambient, Some(node)) => Enrollment::Ambient { node },

@@ -231,3 +231,31 @@ fn exchange(outbound: std::net::SocketAddr, request: &[u8]) -> Result<Vec<u8>> {
         Err(err) => Err(err.into()),
     }
 }
+
+/// `strait probe --ready-file` answers for the one strait that writes the file: ready while it
+/// serves, not before it starts and not after it stops.
+#[test]
+fn the_probe_follows_its_own_straits_ready_file() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("strait-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let ready_file = dir.join("ready");
+    // A file left by an earlier run (a crashed container's, in the same pod) is cleared at start.
+    std::fs::write(&ready_file, "stale")?;
+    let probe = || -> Result<bool> {
+        let out = Command::new(lab::strait_bin())
+            .arg("probe")
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .output()?;
+        Ok(out.status.success())
+    };
+    let config = dir.join("empty.yaml");
+    std::fs::write(&config, "")?;
+    let strait = LocalStrait::start(&config, &["--ready-file".as_ref(), ready_file.as_os_str()])?;
+    assert!(probe()?, "ready once serving");
+    strait.process.signal(lab::Signal::SIGTERM)?;
+    strait.process.wait_timeout(Duration::from_secs(10))?;
+    assert!(!probe()?, "not ready once stopped");
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

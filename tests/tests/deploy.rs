@@ -179,8 +179,8 @@ fn the_cluster_role_reads_exactly_the_kinds_strait_watches() -> Result<()> {
 }
 
 #[test]
-fn the_daemon_set_names_its_capabilities_and_probes_the_metrics_port() -> Result<()> {
-    const TEST: &str = "the_daemon_set_names_its_capabilities_and_probes_the_metrics_port";
+fn the_daemon_set_names_its_capabilities_and_probes_itself() -> Result<()> {
+    const TEST: &str = "the_daemon_set_names_its_capabilities_and_probes_itself";
     if !have(TEST, "kubectl", "apt-get install kubectl") {
         return Ok(());
     }
@@ -206,15 +206,19 @@ fn the_daemon_set_names_its_capabilities_and_probes_the_metrics_port() -> Result
         .find(|p| p["name"] == "http-metrics")
         .context("no http-metrics port")?;
     assert_eq!(metrics_port["containerPort"], 15020);
-    for probe in ["readinessProbe", "livenessProbe"] {
-        let get = &container[probe]["httpGet"];
-        assert_eq!(get["path"], "/healthz/ready", "{probe}");
-        assert_eq!(
-            get["port"], 15020,
-            "{probe}: the metrics port, not the admin"
-        );
-    }
+    let liveness = &container["livenessProbe"]["httpGet"];
+    assert_eq!(liveness["path"], "/healthz/ready");
+    assert_eq!(liveness["port"], 15020, "the metrics port, not the admin");
+    // Readiness asks this instance, through the file it writes: the ports are shared with the
+    // strait it replaces.
+    let readiness = strings(&container["readinessProbe"]["exec"]["command"]);
+    let ready_file = "--ready-file=/tmp/ready";
+    assert!(
+        readiness.contains("probe") && readiness.contains(ready_file),
+        "{readiness:?}"
+    );
     let args = strings(&container["args"]);
+    assert!(args.contains(ready_file), "{args:?}");
     assert!(args.contains("--admin=127.0.0.1:15000"), "{args:?}");
     assert!(args.contains("--kubernetes"), "{args:?}");
     assert!(args.contains("--enroll=ambient"), "{args:?}");

@@ -26,7 +26,10 @@ use strait_common::{
 };
 use tracing::{info, warn};
 
-use super::{enrollment::Enrollment, pins::PinDir};
+use super::{
+    enrollment::Enrollment,
+    pins::{Lock, PinDir},
+};
 
 /// The kernel object: `--ebpf-object PATH`, else the one embedded at build time.
 pub fn object_bytes(path: Option<&Path>) -> Result<Vec<u8>> {
@@ -81,6 +84,8 @@ impl KernelCapture {
         services: &BTreeSet<SockAddr>,
         enrolled: &BTreeSet<u64>,
     ) -> Result<Self> {
+        // Until the programs are attached, a leaving strait must not unpin these maps.
+        let _loading = pins.lock(Lock::Shared)?;
         let mut loader = EbpfLoader::new();
         let pin_paths: Vec<(&str, PathBuf)> = maps::ALL
             .iter()
@@ -172,6 +177,10 @@ impl KernelCapture {
             .collect();
         let pins = self.pins.clone();
         drop(self);
+        let _leaving = match pins.lock(Lock::Exclusive) {
+            Ok(lock) => lock,
+            Err(err) => return warn!(err = format!("{err:#}"), "leaving the kernel state pinned"),
+        };
         match pins.shared(&ours) {
             Ok(true) => {
                 info!(pins = %pins.path().display(), "kernel state left to the strait that took over")
@@ -208,43 +217,32 @@ pub struct SyncStats {
 }
 
 /// A kernel hash map used as a set, kept equal to what user space wants with the fewest writes.
+/// What it holds is read from the kernel at each sync: while a successor takes over, two straits
+/// write it.
 struct KernelSet<K, V> {
     map: HashMap<MapData, K, V>,
-    /// What `map` holds, so a sync writes only the difference.
-    installed: BTreeSet<K>,
     value: V,
     name: &'static str,
 }
 
 impl<K: aya::Pod + Ord + fmt::Display, V: aya::Pod> KernelSet<K, V> {
-    /// `map` with what it already holds: a pinned map keeps a predecessor's entries, which the
-    /// first sync removes if they are no longer wanted.
     fn open(map: HashMap<MapData, K, V>, value: V, name: &'static str) -> Self {
-        let installed = map.keys().filter_map(Result::ok).collect();
-        Self {
-            map,
-            installed,
-            value,
-            name,
-        }
+        Self { map, value, name }
     }
 
     fn sync(&mut self, wanted: &BTreeSet<K>) -> Result<SyncStats> {
+        let installed: BTreeSet<K> = self.map.keys().filter_map(Result::ok).collect();
         let mut stats = SyncStats::default();
-        let gone: Vec<K> = self.installed.difference(wanted).copied().collect();
-        for key in gone {
+        for key in installed.difference(wanted) {
             self.map
-                .remove(&key)
+                .remove(key)
                 .with_context(|| format!("removing {key} from the {} map", self.name))?;
-            self.installed.remove(&key);
             stats.removed += 1;
         }
-        let new: Vec<K> = wanted.difference(&self.installed).copied().collect();
-        for key in new {
+        for key in wanted.difference(&installed) {
             self.map
                 .insert(key, self.value, 0)
                 .with_context(|| format!("adding {key} to the {} map", self.name))?;
-            self.installed.insert(key);
             stats.added += 1;
         }
         Ok(stats)

@@ -6,16 +6,25 @@
 //! attached. The last strait to leave removes the pins.
 
 use std::{
-    fs, io,
+    fs::{self, File},
+    io,
     path::{Path, PathBuf},
 };
 
 use anyhow::{bail, Context, Result};
 use aya::{maps::MapInfo, programs::loaded_programs};
+use nix::fcntl::{Flock, FlockArg};
 use strait_common::{maps, KERNEL_STATE_VERSION};
 
 /// bpffs's `statfs` magic.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// How [`PinDir::lock`] locks.
+#[derive(Clone, Copy, Debug)]
+pub enum Lock {
+    Shared,
+    Exclusive,
+}
 
 /// The pin directory of this map layout.
 #[derive(Clone, Debug)]
@@ -43,6 +52,21 @@ impl PinDir {
 
     pub fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// Takes the directory's lock (`flock`), released when the value is dropped. A strait holds
+    /// it shared from loading its maps until its programs are attached, and the leaving strait
+    /// exclusive while it decides whether to unpin: it never unpins under a successor that has
+    /// the maps open but no programs yet.
+    pub fn lock(&self, how: Lock) -> Result<Flock<File>> {
+        let dir = File::open(&self.0).with_context(|| format!("opening {}", self.0.display()))?;
+        let arg = match how {
+            Lock::Shared => FlockArg::LockShared,
+            Lock::Exclusive => FlockArg::LockExclusive,
+        };
+        Flock::lock(dir, arg)
+            .map_err(|(_, errno)| errno)
+            .with_context(|| format!("locking {}", self.0.display()))
     }
 
     /// Whether a loaded program other than `ours` uses the maps: another strait runs on them.

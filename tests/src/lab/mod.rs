@@ -108,6 +108,8 @@ pub struct Lab {
     next_host: u8,
     pods: Vec<Pod>,
     processes: Vec<Arc<Process>>,
+    /// Files handed out by [`scratch_file`](Self::scratch_file), removed with the lab.
+    scratch: Vec<PathBuf>,
 }
 
 impl Lab {
@@ -132,6 +134,7 @@ impl Lab {
             next_host: NODE_HOST + 1,
             pods: Vec::new(),
             processes: Vec::new(),
+            scratch: Vec::new(),
         };
         // On error, dropping `lab` removes whatever was made.
         lab.build_node()?;
@@ -146,6 +149,17 @@ impl Lab {
     /// The pods' cgroup v2 directory (`<cgroup2 root>/strait-lab-<prefix>`).
     pub fn cgroup_dir(&self) -> &Path {
         &self.cgroup
+    }
+
+    /// A path of its own for a file named after `name` (not made), removed with the lab.
+    pub fn scratch_file(&mut self, name: &str) -> PathBuf {
+        let file = std::env::temp_dir().join(format!(
+            "{}-{name}-{}",
+            self.names.cgroup(),
+            self.scratch.len()
+        ));
+        self.scratch.push(file.clone());
+        file
     }
 
     /// Where the lab's strait pins its kernel maps (`--bpf-pin-dir`); gone with the lab.
@@ -276,31 +290,32 @@ impl Lab {
         self.node().http_get(url)
     }
 
-    /// Polls `url` (see [`http_get`](Self::http_get)) until it answers 200. Fails at once, with
+    /// Waits until `ready_file` exists: `server`'s own readiness (`strait run --ready-file`),
+    /// which a probe of a port shared with another strait could not tell. Fails at once, with
     /// its stderr, when `server` exits first.
-    pub fn wait_ready(&self, server: &ChildHandle, url: &str, timeout: Duration) -> Result<()> {
-        let mut last = None;
+    pub fn wait_ready(
+        &self,
+        server: &ChildHandle,
+        ready_file: &Path,
+        timeout: Duration,
+    ) -> Result<()> {
         let mut exited = None;
         let ready = wait_until(timeout, || {
             exited = server.try_wait().ok().flatten();
-            match self.http_get(url) {
-                Ok((200, _)) => true,
-                other => {
-                    last = Some(other);
-                    exited.is_some()
-                }
-            }
+            ready_file.is_file() || exited.is_some()
         });
         if let Some(status) = exited {
             bail!(
-                "{} exited ({status}) before {url} answered 200{}",
+                "{} exited ({status}) before it was ready{}",
                 server.name(),
                 server.stderr_report()
             );
         }
         ensure!(
             ready,
-            "{url} did not answer 200 within {timeout:?}; last: {last:?}"
+            "{} was not ready within {timeout:?}{}",
+            server.name(),
+            server.stderr_report()
         );
         Ok(())
     }
@@ -403,6 +418,9 @@ impl Lab {
         }
         // strait unpins its maps when it leaves last; a killed one leaves them.
         remove_pins(&self.bpf_pin_dir());
+        for file in self.scratch.drain(..) {
+            let _ = fs::remove_file(file);
+        }
     }
 }
 

@@ -47,6 +47,8 @@ impl Lab {
     ) -> Result<ChildHandle> {
         // strait pins its kernel maps there.
         super::ensure_bpffs()?;
+        // Its own: during a handover two straits answer on the lab's ports.
+        let ready_file = self.scratch_file("strait-ready");
         let mut cmd = self.node_command(strait_bin());
         cmd.arg("run");
         match source {
@@ -64,13 +66,11 @@ impl Lab {
             .args(["--admin", STRAIT_ADMIN])
             .arg("--metrics")
             .arg(format!("{}:{METRICS_PORT}", self.node_ip()))
+            .arg("--ready-file")
+            .arg(&ready_file)
             .args(extra);
         let strait = self.spawn(cmd)?;
-        self.wait_ready(
-            &strait,
-            &format!("http://{STRAIT_ADMIN}/healthz/ready"),
-            READY_TIMEOUT,
-        )?;
+        self.wait_ready(&strait, &ready_file, READY_TIMEOUT)?;
         Ok(strait)
     }
 }
