@@ -183,6 +183,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         let (bound, first_bound) = tokio::sync::oneshot::channel();
         tokio::spawn(gateway::serve(
             gateway,
+            port,
             model.clone(),
             outbound.clone(),
             shutdown.clone(),

@@ -98,13 +98,12 @@ impl PodCgroups {
                 if !metadata.is_dir() {
                     continue;
                 }
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                match wanted.iter().find(|uid| names_pod(&name, uid)) {
+                match pod_uid(&entry.file_name().to_string_lossy()) {
                     // A pod's cgroup: its containers below it need no look.
-                    Some(uid) => {
-                        self.found.insert((*uid).to_owned(), metadata.ino());
+                    Some(uid) if wanted.contains(uid.as_str()) => {
+                        self.found.insert(uid, metadata.ino());
                     }
+                    Some(_) => {}
                     None if depth + 1 < MAX_CGROUP_DEPTH as usize => {
                         dirs.push((entry.path(), depth + 1))
                     }
@@ -115,10 +114,14 @@ impl PodCgroups {
     }
 }
 
-/// Whether a cgroup directory called `name` is the pod `uid`'s, in either driver's naming.
-fn names_pod(name: &str, uid: &str) -> bool {
-    let systemd = format!("-pod{}.slice", uid.replace('-', "_"));
-    name.strip_prefix("pod") == Some(uid) || name.ends_with(&systemd)
+/// The uid of the pod whose cgroup directory is called `name`, in either kubelet driver's
+/// naming: `pod<uid>` (cgroupfs), `kubepods[-<qos>]-pod<uid with _ for ->.slice` (systemd).
+fn pod_uid(name: &str) -> Option<String> {
+    if let Some(uid) = name.strip_prefix("pod") {
+        return Some(uid.to_owned());
+    }
+    let (_, uid) = name.strip_suffix(".slice")?.rsplit_once("-pod")?;
+    Some(uid.replace('_', "-"))
 }
 
 #[cfg(test)]
@@ -129,11 +132,13 @@ mod tests {
 
     #[test]
     fn both_kubelet_cgroup_drivers_name_a_pod_by_its_uid() {
-        assert!(names_pod(&format!("pod{UID}"), UID));
+        assert_eq!(pod_uid(&format!("pod{UID}")).as_deref(), Some(UID));
         let systemd = format!("kubepods-burstable-pod{}.slice", UID.replace('-', "_"));
-        assert!(names_pod(&systemd, UID));
-        assert!(!names_pod("kubepods-burstable.slice", UID));
-        assert!(!names_pod(&format!("pod{UID}0"), UID));
+        assert_eq!(pod_uid(&systemd).as_deref(), Some(UID));
+        let guaranteed = format!("kubepods-pod{}.slice", UID.replace('-', "_"));
+        assert_eq!(pod_uid(&guaranteed).as_deref(), Some(UID));
+        assert_eq!(pod_uid("kubepods-burstable.slice"), None);
+        assert_eq!(pod_uid("kubepods.slice"), None);
     }
 
     #[test]

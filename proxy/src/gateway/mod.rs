@@ -26,6 +26,7 @@ use crate::{
         gateway::GatewayTarget, resources::Labels, route::RequestHead, split_authority, Host,
         HttpRoute, Model,
     },
+    handover::{self, Port},
     l7::{self, Destination},
     listener::{accept_each, Outbound},
 };
@@ -67,6 +68,7 @@ pub(crate) fn http_route<'m, B>(
 /// the first generation's ports are listening (or could not be bound).
 pub async fn serve(
     options: GatewayOptions,
+    sharing: Port,
     mut model: watch::Receiver<Arc<Model>>,
     outbound: Arc<Outbound>,
     shutdown: CancellationToken,
@@ -94,7 +96,7 @@ pub async fn serve(
                 continue;
             }
             let addr = SocketAddr::new(options.bind, port);
-            match TcpListener::bind(addr).await {
+            match handover::bind(addr, "gateway", sharing) {
                 Ok(listener) => {
                     info!(%addr, "gateway listening");
                     let stop = shutdown.child_token();
@@ -110,7 +112,7 @@ pub async fn serve(
                     listening.insert(addr.port(), stop);
                 }
                 // Tried again on the next generation.
-                Err(err) => warn!(%addr, %err, "cannot bind a gateway port"),
+                Err(err) => warn!(err = format!("{err:#}"), "cannot bind a gateway port"),
             }
         }
         if let Some(bound) = bound.take() {

@@ -26,8 +26,9 @@ pub const WINDOW_SECS: u64 = 10;
 /// The window's seconds and the one being filled.
 const SLOTS: usize = WINDOW_SECS as usize + 1;
 
-/// Who called which Service, and how.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Who called which Service, and how. Edges are told apart by the client's workload and
+/// namespace only (what the summary shows): its pods' versions are one caller.
+#[derive(Clone, Debug)]
 pub struct Edge {
     /// The client's workload.
     pub source: Peer,
@@ -35,6 +36,43 @@ pub struct Edge {
     pub destination_service: String,
     /// `grpc`, `http` or `tcp`, as in `request_protocol`.
     pub protocol: &'static str,
+}
+
+impl Edge {
+    fn key(&self) -> (&str, &str, &str, &str) {
+        (
+            &self.source.workload,
+            &self.source.namespace,
+            &self.destination_service,
+            self.protocol,
+        )
+    }
+}
+
+impl PartialEq for Edge {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Edge {}
+
+impl std::hash::Hash for Edge {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for Edge {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Edge {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 /// How a request or connection ended, as the dashboard counts it.

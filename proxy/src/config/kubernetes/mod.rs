@@ -10,7 +10,10 @@
 
 mod objects;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
 
 use futures_util::StreamExt;
 use kube::{
@@ -134,7 +137,8 @@ pub async fn watch_cluster(client: Client, secrets: Secrets) -> ConfigWatch {
     }
     // What the first lists showed is in the first model; their change notices are spent.
     while changes.try_recv().is_ok() {}
-    let model = Arc::new(build(&objects));
+    let mut builder = Builder::new(objects);
+    let model = Arc::new(builder.build());
     info!(
         services = model.services().count(),
         captured = model.captured_addrs().len(),
@@ -143,7 +147,7 @@ pub async fn watch_cluster(client: Client, secrets: Secrets) -> ConfigWatch {
     let (models_tx, models) = watch::channel(model);
     let stats = Arc::<ReloadStats>::default();
     tokio::spawn(follow_changes(
-        objects,
+        builder,
         changes,
         models_tx,
         stats.clone(),
@@ -228,7 +232,7 @@ fn unavailable(err: &watcher::Error) -> bool {
 
 /// Rebuilds the model after each burst of changes; ends when nobody follows the model.
 async fn follow_changes(
-    objects: Arc<Mutex<Objects>>,
+    mut builder: Builder,
     mut changes: mpsc::UnboundedReceiver<()>,
     models: watch::Sender<Arc<Model>>,
     stats: Arc<ReloadStats>,
@@ -240,17 +244,41 @@ async fn follow_changes(
             change = changes.recv() => if change.is_none() { return },
         }
         while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
-        let model = build(&objects);
+        let model = builder.build();
         stats.count(true);
         models.send_if_modified(|current| publish(current, model));
     }
 }
 
-/// The model of every object as it stands, with the load's problems logged.
-fn build(objects: &Mutex<Objects>) -> Model {
-    let loaded = lock(objects).load();
-    loaded.log();
-    Model::from_resources(&loaded.resources)
+/// Builds the model of every object as it stands, logging each problem once: in a cluster
+/// the objects change all the time, and a problem is news only the first time.
+struct Builder {
+    objects: Arc<Mutex<Objects>>,
+    /// The last build's problems, as logged.
+    logged: HashSet<String>,
+}
+
+impl Builder {
+    fn new(objects: Arc<Mutex<Objects>>) -> Self {
+        Self {
+            objects,
+            logged: HashSet::new(),
+        }
+    }
+
+    fn build(&mut self) -> Model {
+        let loaded = lock(&self.objects).load();
+        let mut problems = HashSet::with_capacity(loaded.diagnostics.len());
+        for diagnostic in &loaded.diagnostics {
+            let line = diagnostic.to_string();
+            if !self.logged.contains(&line) {
+                diagnostic.log();
+            }
+            problems.insert(line);
+        }
+        self.logged = problems;
+        Model::from_resources(&loaded.resources)
+    }
 }
 
 fn lock(objects: &Mutex<Objects>) -> MutexGuard<'_, Objects> {

@@ -254,3 +254,27 @@ fn the_request_and_tcp_metrics_feed_the_summary() {
         summary.edges
     );
 }
+
+/// A client workload's pods of two versions are one caller on the dashboard, as in its summary.
+#[test]
+fn a_workloads_versions_are_one_edge() {
+    let versioned = |version: &str| {
+        let labels = [("app", "web"), ("version", version)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Peer::of(Some(&Source::new("web-x".into(), "default".into(), labels)))
+    };
+    let traffic = Traffic::default();
+    for version in ["v1", "v2"] {
+        let edge = Edge {
+            source: versioned(version),
+            destination_service: "api.default.svc.cluster.local".into(),
+            protocol: "grpc",
+        };
+        traffic.record_at(at(&traffic, 0.1), edge, Outcome::GrpcStatus(0), ms(1));
+    }
+    let summary = traffic.summary_at(at(&traffic, 2.0));
+    assert_eq!(summary.edges.len(), 1, "{:?}", summary.edges);
+    assert_eq!(summary.edges[0].stats.requests, 2);
+}
