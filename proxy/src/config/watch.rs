@@ -5,6 +5,7 @@
 //! seen like an in-place write. Events are debounced ([`DEBOUNCE`]) so a burst is one reload.
 
 use std::{
+    future::Future,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -93,17 +94,32 @@ pub fn watch(paths: Vec<PathBuf>) -> Result<ConfigWatch, WatchError> {
     let loaded = load(&paths)?;
     let watcher = watcher?;
     loaded.log();
-    let model = Arc::new(Model::from_resources(&loaded.resources));
+    let model = Model::from_resources(&loaded.resources);
+    Ok(start(model, "files", |models, stats| {
+        follow(paths, watcher, events, models, stats)
+    }))
+}
+
+/// Publishes a source's first model and runs `follow`, which publishes the next ones, in a
+/// task of its own.
+pub(super) fn start<F>(
+    model: Model,
+    source: &'static str,
+    follow: impl FnOnce(watch::Sender<Arc<Model>>, Arc<ReloadStats>) -> F,
+) -> ConfigWatch
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     info!(
+        source,
         services = model.services().count(),
         captured = model.captured_addrs().len(),
         "config loaded"
     );
-
-    let (models_tx, models) = watch::channel(model);
+    let (models_tx, models) = watch::channel(Arc::new(model));
     let stats = Arc::<ReloadStats>::default();
-    tokio::spawn(follow(paths, watcher, events, models_tx, stats.clone()));
-    Ok(ConfigWatch { models, stats })
+    tokio::spawn(follow(models_tx, stats.clone()));
+    ConfigWatch { models, stats }
 }
 
 fn watch_paths(

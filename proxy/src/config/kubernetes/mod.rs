@@ -25,12 +25,12 @@ use kube::{
     Api, Client,
 };
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::warn;
 
 use self::objects::Objects;
 use super::{
     kinds::Kind,
-    watch::{publish, ConfigWatch, ReloadStats, DEBOUNCE},
+    watch::{publish, start, ConfigWatch, ReloadStats, DEBOUNCE},
     Model,
 };
 
@@ -138,22 +138,10 @@ pub async fn watch_cluster(client: Client, secrets: Secrets) -> ConfigWatch {
     // What the first lists showed is in the first model; their change notices are spent.
     while changes.try_recv().is_ok() {}
     let mut builder = Builder::new(objects);
-    let model = Arc::new(builder.build());
-    info!(
-        services = model.services().count(),
-        captured = model.captured_addrs().len(),
-        "config loaded from the Kubernetes API"
-    );
-    let (models_tx, models) = watch::channel(model);
-    let stats = Arc::<ReloadStats>::default();
-    tokio::spawn(follow_changes(
-        builder,
-        changes,
-        models_tx,
-        stats.clone(),
-        Watchers(tasks),
-    ));
-    ConfigWatch { models, stats }
+    let model = builder.build();
+    start(model, "kubernetes", |models, stats| {
+        follow_changes(builder, changes, models, stats, Watchers(tasks))
+    })
 }
 
 /// The watch tasks, aborted when the model is no longer followed.
