@@ -14,7 +14,7 @@ use super::{
     fields,
     files::manifest_files,
     read::{read, Read, Skip},
-    resources::{Located, Resources},
+    resources::{Located, Resource, Resources},
     validate,
 };
 
@@ -76,51 +76,62 @@ impl Loaded {
 
 /// Loads files and directories, as [`manifest_files`] lists them.
 pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
-    let mut loader = Loader::default();
+    let mut checked = Vec::new();
     for file in manifest_files(paths)? {
         let text = fs::read_to_string(&file).map_err(|err| LoadError::io(&file, err))?;
-        loader.file(Arc::from(file), &text);
+        checked.push(Checked::of(Arc::from(file), &text));
     }
-    Ok(loader.finish())
+    Ok(assemble(&checked))
 }
 
 /// Loads one file's text, as if read from `file`.
 pub fn load_str(file: &Path, text: &str) -> Loaded {
-    load_texts([(Arc::from(file), text)])
+    assemble(&[Checked::of(Arc::from(file), text)])
 }
 
-/// Loads texts, in order, each as if read from the file it names (the Kubernetes source names
-/// each object so).
-pub fn load_texts<'t>(texts: impl IntoIterator<Item = (Arc<Path>, &'t str)>) -> Loaded {
-    let mut loader = Loader::default();
-    for (file, text) in texts {
-        loader.file(file, text);
-    }
-    loader.finish()
-}
-
-#[derive(Default)]
-struct Loader {
-    files: HashMap<Arc<Path>, usize>,
-    resources: Resources,
+/// One text's documents, read and checked each on its own: the resources a load keeps of it and
+/// what was found. What needs every document (duplicates, references) is checked when texts
+/// are [`assemble`]d, so a source whose texts change one at a time (the Kubernetes API's
+/// objects) reads each only when it changes.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    file: Arc<Path>,
+    resources: Vec<Located<Resource>>,
     diagnostics: Vec<Diagnostic>,
+    /// Documents that were not YAML, had no apiVersion or kind, or did not decode.
     undecodable: usize,
 }
 
-impl Loader {
-    fn file(&mut self, file: Arc<Path>, text: &str) {
-        let order = self.files.len();
-        self.files.entry(file.clone()).or_insert(order);
+impl Checked {
+    /// Reads and checks every document of `text`, as if read from `file`.
+    pub fn of(file: Arc<Path>, text: &str) -> Self {
+        let mut checked = Self {
+            file,
+            resources: Vec::new(),
+            diagnostics: Vec::new(),
+            undecodable: 0,
+        };
         for document in documents::split(text)
             .into_iter()
             .filter(|document| !document.is_blank())
         {
             let source = Source {
-                file: file.clone(),
+                file: checked.file.clone(),
                 document: document.number,
             };
-            self.document(source, document);
+            checked.document(source, document);
         }
+        checked
+    }
+
+    /// Whether every document could be read as the kind it says it is.
+    pub fn is_complete(&self) -> bool {
+        self.undecodable == 0
+    }
+
+    /// The problems found in this text alone.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
     }
 
     fn document(&mut self, source: Source, document: Document<'_>) {
@@ -170,18 +181,32 @@ impl Loader {
                 .map(|finding| finding.place(source, subject)),
         );
     }
+}
 
-    fn finish(mut self) -> Loaded {
-        self.diagnostics
-            .extend(validate::across(&mut self.resources));
-        let files = &self.files;
-        self.diagnostics
-            .sort_by_key(|d| (files.get(&d.file).copied(), d.document));
-        Loaded {
-            resources: self.resources,
-            diagnostics: self.diagnostics,
-            undecodable: self.undecodable,
-        }
+/// The load of checked texts, in order: their resources and problems, then the checks across
+/// them; problems sorted by text, then document.
+pub fn assemble<'c>(texts: impl IntoIterator<Item = &'c Checked>) -> Loaded {
+    let mut order: HashMap<Arc<Path>, usize> = HashMap::new();
+    let mut resources = Resources::default();
+    let mut diagnostics = Vec::new();
+    let mut undecodable = 0;
+    for checked in texts {
+        let next = order.len();
+        order.entry(checked.file.clone()).or_insert(next);
+        checked
+            .resources
+            .iter()
+            .cloned()
+            .for_each(|located| resources.push(located));
+        diagnostics.extend(checked.diagnostics.iter().cloned());
+        undecodable += checked.undecodable;
+    }
+    diagnostics.extend(validate::across(&mut resources));
+    diagnostics.sort_by_key(|d| (order.get(&d.file).copied(), d.document));
+    Loaded {
+        resources,
+        diagnostics,
+        undecodable,
     }
 }
 

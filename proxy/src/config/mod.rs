@@ -60,7 +60,7 @@ pub use self::{
     },
     identity::WorkloadIdentity,
     kinds::Kind,
-    load::{load, load_str, load_texts, LoadError, Loaded},
+    load::{assemble, load, load_str, Checked, LoadError, Loaded},
     model::{
         Backend, Endpoint, EndpointSource, EnrolledPod, Model, Service, ServicePort, ServicePortRef,
     },

@@ -12,18 +12,25 @@ use kube::{
 };
 use tracing::warn;
 
-use crate::config::{kinds::Kind, load_str, load_texts, Loaded};
+use crate::config::{assemble, kinds::Kind, Checked, Loaded};
 
 /// An object's place: namespace (empty for a cluster-scoped kind), then name.
 type Key = (String, String);
 
-/// One object as a document.
-#[derive(Clone, Debug, PartialEq)]
+/// One object as a document, read and checked when it came (not at every rebuild).
+#[derive(Clone, Debug)]
 struct Document {
     /// `kubernetes:KIND/NAMESPACE/NAME`: what diagnostics name as its file.
     origin: Arc<Path>,
     /// The object as JSON (a YAML document too).
     text: String,
+    checked: Checked,
+}
+
+impl PartialEq for Document {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.origin, &self.text) == (&other.origin, &other.text)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -69,12 +76,8 @@ impl Objects {
     /// Every object, loaded as the files are: kinds in [`Kind`] order, then by namespace and
     /// name, so two loads of the same objects give the same model.
     pub fn load(&self) -> Loaded {
-        let documents = self
-            .by_kind
-            .values()
-            .flat_map(BTreeMap::values)
-            .map(|document| (document.origin.clone(), document.text.as_str()));
-        load_texts(documents)
+        let documents = self.by_kind.values().flat_map(BTreeMap::values);
+        assemble(documents.map(|document| &document.checked))
     }
 }
 
@@ -106,19 +109,25 @@ fn render(kind: Kind, mut object: DynamicObject) -> (Key, Document) {
     };
     // A DynamicObject is JSON already: serializing it cannot fail.
     let text = serde_json::to_string(&object).expect("a DynamicObject serializes");
-    let origin = Arc::from(PathBuf::from(origin));
-    (key, Document { origin, text })
+    let origin: Arc<Path> = Arc::from(PathBuf::from(origin));
+    let checked = Checked::of(origin.clone(), &text);
+    let document = Document {
+        origin,
+        text,
+        checked,
+    };
+    (key, document)
 }
 
 /// `document` when it reads as its kind; else the object's previous version (if any), so a
 /// bad update never takes a working object away.
 fn readable_or_previous(document: Document, previous: Option<&Document>) -> Option<Document> {
-    let loaded = load_str(&document.origin, &document.text);
-    if loaded.is_complete() {
+    if document.checked.is_complete() {
         return Some(document);
     }
     let origin = document.origin.display();
-    let problems: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    let diagnostics = document.checked.diagnostics();
+    let problems: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
     match previous {
         Some(_) => {
             warn!(%origin, ?problems, "unreadable update: the object's last good version stays")

@@ -1,7 +1,7 @@
 //! Which workloads a Service selects and the port each serves a Service port on: the rules of
 //! Kubernetes' endpoints controller, shared by the model and by validation.
 
-use std::{fmt, net::IpAddr};
+use std::{collections::HashMap, fmt, net::IpAddr};
 
 use crate::config::resources::{self, Labels, PortNumber, Resources, TargetPort};
 
@@ -83,29 +83,55 @@ impl fmt::Display for EndpointSource {
     }
 }
 
-/// The workloads `service` selects that can take traffic: same namespace, every selector label
-/// matching, an IP, and for Pods Running and ready. No selector selects nothing.
-pub(crate) fn selected<'a>(
-    service: &resources::Service,
-    resources: &'a Resources,
-) -> Vec<Workload<'a>> {
-    let selector = &service.spec.selector;
-    if selector.is_empty() {
-        return Vec::new();
+/// The workloads of a load that can take traffic (an IP, and for Pods Running and ready), by
+/// namespace and label: a Service's selector is answered from the workloads that carry its
+/// first label, not by a look at every workload of the cluster.
+pub(crate) struct Workloads<'a> {
+    by_label: HashMap<(&'a str, &'a str, &'a str), Vec<Workload<'a>>>,
+}
+
+impl<'a> Workloads<'a> {
+    pub fn of(resources: &'a Resources) -> Self {
+        let pods = resources
+            .of::<resources::Pod>()
+            .map(|pod| Workload::Pod(pod.resource));
+        let entries = resources
+            .of::<resources::WorkloadEntry>()
+            .map(|entry| Workload::Entry(entry.resource));
+        let mut by_label: HashMap<_, Vec<Workload<'a>>> = HashMap::new();
+        // Load order within each label, pods first, as the first of two on one IP wins.
+        for workload in pods.chain(entries).filter(|w| w.ip().is_some()) {
+            for (key, value) in workload.labels() {
+                let at = (workload.namespace(), key.as_str(), value.as_str());
+                by_label.entry(at).or_default().push(workload);
+            }
+        }
+        Self { by_label }
     }
-    let pods = resources
-        .of::<resources::Pod>()
-        .map(|pod| Workload::Pod(pod.resource));
-    let entries = resources
-        .of::<resources::WorkloadEntry>()
-        .map(|entry| Workload::Entry(entry.resource));
-    pods.chain(entries)
-        .filter(|workload| workload.namespace() == service.metadata.namespace)
-        .filter(|workload| {
-            selector
-                .iter()
-                .all(|(key, value)| workload.labels().get(key) == Some(value))
-        })
-        .filter(|workload| workload.ip().is_some())
-        .collect()
+
+    /// The workloads `service` selects: same namespace, every selector label matching. No
+    /// selector selects nothing.
+    pub fn selected(&self, service: &resources::Service) -> Vec<Workload<'a>> {
+        let selector = &service.spec.selector;
+        let Some((key, value)) = selector.iter().next() else {
+            return Vec::new();
+        };
+        let at = (
+            service.metadata.namespace.as_str(),
+            key.as_str(),
+            value.as_str(),
+        );
+        let Some(candidates) = self.by_label.get(&at) else {
+            return Vec::new();
+        };
+        candidates
+            .iter()
+            .filter(|workload| {
+                selector
+                    .iter()
+                    .all(|(key, value)| workload.labels().get(key) == Some(value))
+            })
+            .copied()
+            .collect()
+    }
 }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use self::backends::{PortBackends, Serving};
-pub(crate) use self::endpoints::{selected, Workload};
+pub(crate) use self::endpoints::{Workload, Workloads};
 pub use self::{backends::Backend, endpoints::EndpointSource, enrollment::EnrolledPod};
 use super::{
     bindings::Bindings,
@@ -76,8 +76,8 @@ impl Service {
 
     /// The Service with its ports' routes left empty: they may name any Service, so the model
     /// resolves them once every Service is built.
-    fn build(service: &resources::Service, resources: &Resources, rules: &Merged<'_>) -> Self {
-        let workloads = selected(service, resources);
+    fn build(service: &resources::Service, workloads: &Workloads<'_>, rules: &Merged<'_>) -> Self {
+        let workloads = workloads.selected(service);
         let name = ServiceName {
             name: service.metadata.name.clone(),
             namespace: service.metadata.namespace.clone(),
@@ -210,13 +210,14 @@ impl Model {
     /// the first in load order keeps it.
     pub fn from_resources(resources: &Resources) -> Self {
         let rules = DestinationRules::new(resources);
+        let workloads = Workloads::of(resources);
         let mut services: Vec<Service> = resources
             .of::<resources::Service>()
             .map(|service| {
                 let meta = &service.resource.metadata;
                 let fqdn = hosts::fqdn(&meta.name, &meta.namespace);
                 let rules = Merged::of(rules.for_service(&fqdn));
-                Service::build(service.resource, resources, &rules)
+                Service::build(service.resource, &workloads, &rules)
             })
             .collect();
         // Stable: among duplicates the first in load order comes first, and dedup keeps it.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::first_seen;
 use crate::config::{
     diagnostics::{Diagnostic, Finding},
-    model::selected,
+    model::Workloads,
     resources::{
         ClusterIp, InternalTrafficPolicy, Resources, Service, ServiceSpec, SessionAffinity,
         TargetPort, WorkloadEntry,
@@ -98,8 +98,9 @@ pub(super) fn check_workload_entry(entry: &WorkloadEntry) -> Vec<Finding> {
 /// endpoints. A Service that selects nothing (yet) is not reported: Pods come and go.
 pub(super) fn check_named_target_ports(resources: &Resources) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
+    let selectable = Workloads::of(resources);
     for service in resources.of::<Service>() {
-        let workloads = selected(service.resource, resources);
+        let workloads = selectable.selected(service.resource);
         if workloads.is_empty() {
             continue;
         }
