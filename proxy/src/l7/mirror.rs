@@ -15,7 +15,7 @@ use std::{
     collections::VecDeque,
     net::SocketAddr,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{atomic::AtomicU64, Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
 };
 
@@ -67,12 +67,14 @@ impl L7Proxy {
             };
             let mut copy = try_request(parts, replay.mirror(), deadline);
             shadow_authority(&mut copy);
+            // The copy's body is the request's: counted as the request's is read.
+            let received = replay.received();
             let proxy = self.clone();
             tokio::spawn(async move {
                 let drain = proxy.drain.clone();
                 tokio::select! {
                     _ = drain.cancelled() => {}
-                    _ = proxy.send_copy(&backend, copy, client, deadline) => {}
+                    _ = proxy.send_copy(&backend, copy, received, client, deadline) => {}
                 }
             });
         }
@@ -83,10 +85,12 @@ impl L7Proxy {
         &self,
         backend: &Backend,
         copy: Request<RequestBody>,
+        received: Arc<AtomicU64>,
         client: SocketAddr,
         deadline: Option<Instant>,
     ) {
         let mut record = Record::new(self.metrics.clone(), grpc::is_grpc(&copy));
+        record.receiving(received);
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
         let model = self.model.borrow().clone();

@@ -131,8 +131,16 @@ async fn a_mirror_gets_a_shadow_copy_and_the_client_only_the_primary_answer() {
     assert_eq!(authority.as_deref(), Some("up.default-shadow:80"));
     assert_eq!(&body[..], b"\0\0\0\0\x02hi", "the client's body, teed");
     assert_eq!(up.requests(), 1);
-    // Counted under the mirror's Service, as Envoy's shadow cluster stats.
+    // Counted under the mirror's Service, as Envoy's shadow cluster stats, with the body it
+    // sent (the client's 7 bytes).
     eventually(|| proxy.count(&[DOWN, "grpc_response_status=\"7\""]) == 1).await;
+    let text = proxy.metrics.encode();
+    let sizes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("istio_request_bytes_sum{") && l.contains(DOWN))
+        .collect();
+    assert_eq!(sizes.len(), 1, "{text}");
+    assert!(sizes[0].ends_with(" 7.0"), "{}", sizes[0]);
 }
 
 #[tokio::test]
