@@ -20,17 +20,9 @@ type Key = (String, String);
 /// One object as a document, read and checked when it came (not at every rebuild).
 #[derive(Clone, Debug)]
 struct Document {
-    /// `kubernetes:KIND/NAMESPACE/NAME`: what diagnostics name as its file.
-    origin: Arc<Path>,
     /// The object as JSON (a YAML document too).
     text: String,
     checked: Checked,
-}
-
-impl PartialEq for Document {
-    fn eq(&self, other: &Self) -> bool {
-        (&self.origin, &self.text) == (&other.origin, &other.text)
-    }
 }
 
 #[derive(Debug, Default)]
@@ -41,11 +33,12 @@ pub(super) struct Objects {
 impl Objects {
     /// A complete list of `kind`: it replaces what was known, objects gone from it go.
     pub fn replace(&mut self, kind: Kind, list: Vec<DynamicObject>) {
-        let previous = self.by_kind.remove(&kind).unwrap_or_default();
+        let mut previous = self.by_kind.remove(&kind).unwrap_or_default();
         let mut current = BTreeMap::new();
         for object in list {
-            let (key, document) = render(kind, object);
-            if let Some(kept) = readable_or_previous(document, previous.get(&key)) {
+            let rendered = render(kind, object);
+            let key = rendered.key.clone();
+            if let (Some(kept), _) = rendered.into_document(previous.remove(&key)) {
                 current.insert(key, kept);
             }
         }
@@ -54,15 +47,14 @@ impl Objects {
 
     /// An object added or changed; whether anything changed.
     pub fn apply(&mut self, kind: Kind, object: DynamicObject) -> bool {
-        let (key, document) = render(kind, object);
+        let rendered = render(kind, object);
+        let key = rendered.key.clone();
         let objects = self.by_kind.entry(kind).or_default();
-        match readable_or_previous(document, objects.get(&key)) {
-            Some(kept) if objects.get(&key) != Some(&kept) => {
-                objects.insert(key, kept);
-                true
-            }
-            _ => false,
+        let (kept, changed) = rendered.into_document(objects.remove(&key));
+        if let Some(kept) = kept {
+            objects.insert(key, kept);
         }
+        changed
     }
 
     /// An object deleted; whether it was known.
@@ -85,9 +77,49 @@ fn key(object: &DynamicObject) -> Key {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
 
+/// An object as text, not read yet.
+struct Rendered {
+    key: Key,
+    origin: Arc<Path>,
+    text: String,
+}
+
+impl Rendered {
+    /// The document to keep in place of `previous`, and whether it differs: `previous` itself
+    /// when the text is the same (a relist, or an update of nothing strait reads, is not read
+    /// again); the new one when it reads as its kind; else `previous` (if any), so a bad update
+    /// never takes a working object away.
+    fn into_document(self, previous: Option<Document>) -> (Option<Document>, bool) {
+        if previous.as_ref().is_some_and(|p| p.text == self.text) {
+            return (previous, false);
+        }
+        let checked = Checked::of(self.origin.clone(), &self.text);
+        if checked.is_complete() {
+            let document = Document {
+                text: self.text,
+                checked,
+            };
+            return (Some(document), true);
+        }
+        let origin = self.origin.display();
+        let problems: Vec<String> = checked
+            .diagnostics()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        match previous {
+            Some(_) => {
+                warn!(%origin, ?problems, "unreadable update: the object's last good version stays")
+            }
+            None => warn!(%origin, ?problems, "unreadable object: ignored"),
+        }
+        (previous, false)
+    }
+}
+
 /// The object as `kubectl get -o json` prints it: list items come without their kind, and the
 /// field managers' bookkeeping is dropped.
-fn render(kind: Kind, mut object: DynamicObject) -> (Key, Document) {
+fn render(kind: Kind, mut object: DynamicObject) -> Rendered {
     let api_version = match kind.api_versions() {
         [first, ..] => (*first).to_owned(),
         [] => "v1".to_owned(),
@@ -109,30 +141,9 @@ fn render(kind: Kind, mut object: DynamicObject) -> (Key, Document) {
     };
     // A DynamicObject is JSON already: serializing it cannot fail.
     let text = serde_json::to_string(&object).expect("a DynamicObject serializes");
-    let origin: Arc<Path> = Arc::from(PathBuf::from(origin));
-    let checked = Checked::of(origin.clone(), &text);
-    let document = Document {
-        origin,
+    Rendered {
+        key,
+        origin: Arc::from(PathBuf::from(origin)),
         text,
-        checked,
-    };
-    (key, document)
-}
-
-/// `document` when it reads as its kind; else the object's previous version (if any), so a
-/// bad update never takes a working object away.
-fn readable_or_previous(document: Document, previous: Option<&Document>) -> Option<Document> {
-    if document.checked.is_complete() {
-        return Some(document);
     }
-    let origin = document.origin.display();
-    let diagnostics = document.checked.diagnostics();
-    let problems: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-    match previous {
-        Some(_) => {
-            warn!(%origin, ?problems, "unreadable update: the object's last good version stays")
-        }
-        None => warn!(%origin, ?problems, "unreadable object: ignored"),
-    }
-    previous.cloned()
 }
