@@ -59,7 +59,7 @@ fn embedded_object() -> Option<&'static [u8]> {
 /// The attached programs and the maps strait writes and reads.
 pub struct KernelCapture {
     /// Owns the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     pins: PinDir,
     cgroup: PathBuf,
     services: KernelSet<SockAddr, ServiceFlags>,
@@ -113,7 +113,7 @@ impl KernelCapture {
                 reserved: 0,
             },
             cgroup: cgroup.to_path_buf(),
-            _ebpf: ebpf,
+            ebpf,
         };
         capture.heartbeat()?;
         capture.sync_services(services)?;
@@ -134,13 +134,13 @@ impl KernelCapture {
             programs::GETPEERNAME4,
             programs::GETPEERNAME6,
         ] {
-            let program: &mut CgroupSockAddr = program(&mut self._ebpf, name)?;
+            let program: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
             program.load().with_context(|| format!("loading {name}"))?;
             program
                 .attach(&cgroup, mode)
                 .with_context(|| format!("attaching {name} to {}", self.cgroup.display()))?;
         }
-        let sockops: &mut SockOps = program(&mut self._ebpf, programs::SOCKOPS)?;
+        let sockops: &mut SockOps = program(&mut self.ebpf, programs::SOCKOPS)?;
         sockops.load().context("loading sockops")?;
         sockops
             .attach(&cgroup, mode)
@@ -170,7 +170,7 @@ impl KernelCapture {
     /// (the one taking over, in a rolling update).
     pub fn release(self) {
         let ours: Vec<u32> = self
-            ._ebpf
+            .ebpf
             .programs()
             .filter_map(|(_, program)| program.info().ok())
             .map(|info| info.id())
