@@ -92,8 +92,10 @@ pub fn load_str(file: &Path, text: &str) -> Loaded {
 /// One text's documents, read and checked each on its own: the resources a load keeps of it and
 /// what was found. What needs every document (duplicates, references) is checked when texts
 /// are [`assemble`]d, so a source whose texts change one at a time (the Kubernetes API's
-/// objects) reads each only when it changes.
-#[derive(Clone, Debug)]
+/// objects) reads each only when it changes. Equal when what a load takes of them is: the
+/// resources as strait reads them and the problems (not fields it ignores, like
+/// `metadata.resourceVersion`).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Checked {
     file: Arc<Path>,
     resources: Vec<Located<Resource>>,

@@ -15,7 +15,10 @@ use std::{
     collections::VecDeque,
     net::SocketAddr,
     pin::Pin,
-    sync::{atomic::AtomicU64, Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     task::{Context, Poll, Waker},
 };
 
@@ -65,16 +68,15 @@ impl L7Proxy {
                     continue;
                 }
             };
-            let mut copy = try_request(parts, replay.mirror(), deadline);
+            let (body, sent) = replay.mirror();
+            let mut copy = try_request(parts, body, deadline);
             shadow_authority(&mut copy);
-            // The copy's body is the request's: counted as the request's is read.
-            let received = replay.received();
             let proxy = self.clone();
             tokio::spawn(async move {
                 let drain = proxy.drain.clone();
                 tokio::select! {
                     _ = drain.cancelled() => {}
-                    _ = proxy.send_copy(&backend, copy, received, client, deadline) => {}
+                    _ = proxy.send_copy(&backend, copy, sent, client, deadline) => {}
                 }
             });
         }
@@ -85,12 +87,13 @@ impl L7Proxy {
         &self,
         backend: &Backend,
         copy: Request<RequestBody>,
-        received: Arc<AtomicU64>,
+        sent: Arc<AtomicU64>,
         client: SocketAddr,
         deadline: Option<Instant>,
     ) {
         let mut record = Record::new(self.metrics.clone(), grpc::is_grpc(&copy));
-        record.receiving(received);
+        // The copy's request bytes: what its body gave it, not what the client sent.
+        record.receiving(sent);
         let service = &backend.service;
         record.outcome.service = Some((service.name.clone(), service.namespace.clone()));
         let model = self.model.borrow().clone();
@@ -168,6 +171,8 @@ pub struct Tap {
 /// A copy's body: what its [`Tap`] was given.
 pub struct TapBody {
     shared: Arc<Mutex<Teed>>,
+    /// Body bytes given to the copy so far.
+    sent: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -205,6 +210,7 @@ impl Tap {
         }));
         let body = TapBody {
             shared: shared.clone(),
+            sent: Arc::default(),
         };
         (Self { shared }, body)
     }
@@ -264,6 +270,13 @@ impl Teed {
     }
 }
 
+impl TapBody {
+    /// The count of body bytes given to the copy, as it grows.
+    pub fn sent(&self) -> Arc<AtomicU64> {
+        self.sent.clone()
+    }
+}
+
 impl Body for TapBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -274,7 +287,9 @@ impl Body for TapBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut teed = lock(&self.shared);
         if let Some(frame) = teed.frames.pop_front() {
-            teed.buffered -= frame.data_ref().map_or(0, Bytes::len);
+            let len = frame.data_ref().map_or(0, Bytes::len);
+            teed.buffered -= len;
+            self.sent.fetch_add(len as u64, Ordering::Relaxed);
             return Poll::Ready(Some(Ok(frame)));
         }
         match teed.state {

@@ -123,8 +123,9 @@ impl<B: Body<Data = Bytes> + Unpin> Replay<B> {
 
 impl<B> Replay<B> {
     /// A mirrored copy's body: what the tries read from the client from now on (call it before
-    /// the first try reads), as they read it.
-    pub fn mirror(&self) -> ReplayBody<B> {
+    /// the first try reads), as they read it; and the count of the body bytes it has given the
+    /// copy.
+    pub fn mirror(&self) -> (ReplayBody<B>, Arc<AtomicU64>) {
         let mut shared = lock(&self.shared);
         debug_assert!(
             shared.kept_bytes == 0 && !shared.too_large,
@@ -134,7 +135,8 @@ impl<B> Replay<B> {
         if !shared.source_ended {
             shared.taps.push(tap);
         }
-        ReplayBody::Mirror(body)
+        let sent = body.sent();
+        (ReplayBody::Mirror(body), sent)
     }
 }
 

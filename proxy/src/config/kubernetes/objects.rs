@@ -85,21 +85,23 @@ struct Rendered {
 }
 
 impl Rendered {
-    /// The document to keep in place of `previous`, and whether it differs: `previous` itself
-    /// when the text is the same (a relist, or an update of nothing strait reads, is not read
-    /// again); the new one when it reads as its kind; else `previous` (if any), so a bad update
-    /// never takes a working object away.
+    /// The document to keep in place of `previous`, and whether the model may differ: `previous`
+    /// itself when the text is the same (a relist is not read again); the new one when it reads
+    /// as its kind, a change only when what strait reads of it changed (an update of a Pod's
+    /// `resourceVersion` or container statuses rebuilds nothing); else `previous` (if any), so
+    /// a bad update never takes a working object away.
     fn into_document(self, previous: Option<Document>) -> (Option<Document>, bool) {
         if previous.as_ref().is_some_and(|p| p.text == self.text) {
             return (previous, false);
         }
         let checked = Checked::of(self.origin.clone(), &self.text);
         if checked.is_complete() {
+            let changed = previous.is_none_or(|p| p.checked != checked);
             let document = Document {
                 text: self.text,
                 checked,
             };
-            return (Some(document), true);
+            return (Some(document), changed);
         }
         let origin = self.origin.display();
         let problems: Vec<String> = checked
@@ -145,5 +147,70 @@ fn render(kind: Kind, mut object: DynamicObject) -> Rendered {
         key,
         origin: Arc::from(PathBuf::from(origin)),
         text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::config::Model;
+
+    fn pod(resource_version: &str, version: &str, extra: Value) -> DynamicObject {
+        let mut pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "shop", "uid": "u1",
+                         "resourceVersion": resource_version,
+                         "labels": {"app": "web", "version": version}},
+            "spec": {"nodeName": "node-1"},
+            "status": {"phase": "Running", "podIP": "10.0.0.5"}});
+        if let (Some(pod), Some(extra)) = (pod.as_object_mut(), extra.as_object()) {
+            pod.extend(extra.clone());
+        }
+        serde_json::from_value(pod).unwrap()
+    }
+
+    fn labels_of_the_pod(objects: &Objects) -> Vec<String> {
+        let loaded = objects.load();
+        let model = Model::from_resources(&loaded.resources);
+        let source = model.source("10.0.0.5".parse().unwrap()).expect("the pod");
+        source.labels.values().cloned().collect()
+    }
+
+    #[test]
+    fn a_change_is_one_only_when_what_strait_reads_changed() {
+        let mut objects = Objects::default();
+        assert!(
+            objects.apply(Kind::Pod, pod("1", "v1", json!({}))),
+            "a new object"
+        );
+        assert!(
+            !objects.apply(Kind::Pod, pod("1", "v1", json!({}))),
+            "the same text"
+        );
+        assert!(
+            !objects.apply(Kind::Pod, pod("2", "v1", json!({}))),
+            "only its resourceVersion"
+        );
+        assert!(
+            objects.apply(Kind::Pod, pod("3", "v2", json!({}))),
+            "a label"
+        );
+        assert_eq!(labels_of_the_pod(&objects), ["web", "v2"]);
+    }
+
+    #[test]
+    fn an_unreadable_update_keeps_the_last_good_one_and_a_recreation_counts() {
+        let mut objects = Objects::default();
+        objects.apply(Kind::Pod, pod("1", "v1", json!({})));
+        let broken = pod("2", "v2", json!({"spec": {"containers": "none"}}));
+        assert!(!objects.apply(Kind::Pod, broken), "kept, so unchanged");
+        assert_eq!(labels_of_the_pod(&objects), ["web", "v1"]);
+        assert!(objects.delete(Kind::Pod, &pod("3", "v1", json!({}))));
+        assert!(
+            objects.apply(Kind::Pod, pod("4", "v1", json!({}))),
+            "made again"
+        );
     }
 }
