@@ -213,6 +213,20 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
+/// Waits for a change, then until the changes stop ([`DEBOUNCE`]): a burst is one reload.
+/// False when nobody follows the model any more, or nobody reports changes.
+pub(super) async fn next_burst(
+    changes: &mut mpsc::UnboundedReceiver<()>,
+    models: &watch::Sender<Arc<Model>>,
+) -> bool {
+    tokio::select! {
+        _ = models.closed() => return false,
+        change = changes.recv() => if change.is_none() { return false },
+    }
+    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
+    true
+}
+
 /// Reloads after each burst of changes until nobody holds a model receiver. Owns the watcher,
 /// so watching stops with it.
 async fn follow(
@@ -222,13 +236,7 @@ async fn follow(
     models: watch::Sender<Arc<Model>>,
     stats: Arc<ReloadStats>,
 ) {
-    loop {
-        tokio::select! {
-            _ = models.closed() => return,
-            event = events.recv() => if event.is_none() { return },
-        }
-        // Debounce: wait until the changes stop.
-        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
+    while next_burst(&mut events, &models).await {
         let reload_paths = paths.clone();
         let outcome = tokio::task::spawn_blocking(move || reload(&reload_paths))
             .await

@@ -30,7 +30,7 @@ use tracing::warn;
 use self::objects::Objects;
 use super::{
     kinds::Kind,
-    watch::{publish, start, ConfigWatch, ReloadStats, DEBOUNCE},
+    watch::{next_burst, publish, start, ConfigWatch, ReloadStats},
     Model,
 };
 
@@ -226,12 +226,7 @@ async fn follow_changes(
     stats: Arc<ReloadStats>,
     _watchers: Watchers,
 ) {
-    loop {
-        tokio::select! {
-            _ = models.closed() => return,
-            change = changes.recv() => if change.is_none() { return },
-        }
-        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
+    while next_burst(&mut changes, &models).await {
         let model = builder.build();
         stats.count(true);
         models.send_if_modified(|current| publish(current, model));
